@@ -1,0 +1,1 @@
+//! Profile engine (work in progress).

@@ -1,0 +1,1 @@
+//! FHIRPath engine (work in progress).
