@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `gateway` binary over HTTP, on SQLite and PostgreSQL.
 
+mod harness;
+
+mod crash;
+mod rest;
+mod search;
+mod startup;
+mod transaction;

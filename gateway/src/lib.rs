@@ -1,0 +1,9 @@
+//! The CLINS FHIR gateway: configuration, storage, search and the REST API.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod operations;
+pub mod search;
+pub mod server;
+pub mod store;

@@ -1,0 +1,234 @@
+//! FHIR search: which parameters exist (from the SearchParameter resources of the loaded core
+//! package), what index rows a resource produces for them (their FHIRPath `expression`s,
+//! evaluated with the project's engine), and how a query string becomes SQL over those rows.
+
+mod extract;
+
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde_json::Value;
+
+pub use extract::IndexRows;
+pub mod query;
+pub use extract::date_range;
+pub use query::{SearchError, SearchQuery, SortKey};
+
+/// A bound SQL argument (the subset of types both engines share).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlArg {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+/// The kind of a search parameter (`SearchParameter.type`), which decides its index table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Token,
+    String,
+    Date,
+    Reference,
+    Number,
+    Quantity,
+    Uri,
+}
+
+impl ParamKind {
+    fn parse(text: &str) -> Option<ParamKind> {
+        Some(match text {
+            "token" => ParamKind::Token,
+            "string" => ParamKind::String,
+            "date" => ParamKind::Date,
+            "reference" => ParamKind::Reference,
+            "number" => ParamKind::Number,
+            "quantity" => ParamKind::Quantity,
+            "uri" => ParamKind::Uri,
+            _ => return None, // composite and special are not indexed
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamKind::Token => "token",
+            ParamKind::String => "string",
+            ParamKind::Date => "date",
+            ParamKind::Reference => "reference",
+            ParamKind::Number => "number",
+            ParamKind::Quantity => "quantity",
+            ParamKind::Uri => "uri",
+        }
+    }
+}
+
+/// One search parameter as it applies to one resource type.
+pub struct SearchParam {
+    pub code: String,
+    pub kind: ParamKind,
+    pub url: String,
+    pub description: String,
+    /// The part of the SearchParameter's expression that applies to this resource type.
+    pub expression: fhirpath::Expression,
+    /// Resource types a reference parameter may point to.
+    pub targets: Vec<String>,
+}
+
+/// Every indexed search parameter, by resource type, plus the type model the expressions need.
+pub struct SearchIndex {
+    /// Owns the fhirpath type model the expressions are evaluated with.
+    packages: Arc<fhir_profiles::PackageStore>,
+    by_type: HashMap<String, Vec<Arc<SearchParam>>>,
+}
+
+impl SearchIndex {
+    /// Build from SearchParameter resources. Parameters of `Resource`/`DomainResource` apply to
+    /// every resource type; those whose expression cannot be parsed are skipped with a warning.
+    pub fn new(packages: Arc<fhir_profiles::PackageStore>) -> SearchIndex {
+        let mut by_type: HashMap<String, Vec<Arc<SearchParam>>> = HashMap::new();
+        let mut inherited: Vec<(String, Value)> = Vec::new();
+        for def in packages.search_parameters() {
+            let (Some(code), Some(kind), Some(expression)) = (
+                def["code"].as_str(),
+                def["type"].as_str().and_then(ParamKind::parse),
+                def["expression"].as_str(),
+            ) else {
+                continue;
+            };
+            // `_id` and `_lastUpdated` are answered from the resource table itself.
+            if code == "_id" || code == "_lastUpdated" {
+                continue;
+            }
+            for base in def["base"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if base == "Resource" || base == "DomainResource" {
+                    inherited.push((base.to_string(), def.clone()));
+                    continue;
+                }
+                if let Some(param) = compile(base, code, kind, expression, def) {
+                    by_type.entry(base.to_string()).or_default().push(Arc::new(param));
+                }
+            }
+        }
+        let resource_types: Vec<String> = by_type.keys().cloned().collect();
+        for (base, def) in inherited {
+            for res_type in &resource_types {
+                if base == "DomainResource" && matches!(res_type.as_str(), "Bundle" | "Binary" | "Parameters") {
+                    continue;
+                }
+                let code = def["code"].as_str().unwrap_or_default();
+                let kind = def["type"].as_str().and_then(ParamKind::parse).expect("filtered above");
+                let expression = def["expression"].as_str().unwrap_or_default().replace(&format!("{base}."), &format!("{res_type}."));
+                if let Some(param) = compile(res_type, code, kind, &expression, &def) {
+                    by_type.get_mut(res_type).expect("known type").push(Arc::new(param));
+                }
+            }
+        }
+        SearchIndex { packages, by_type }
+    }
+
+    pub fn model(&self) -> &fhirpath::Model {
+        self.packages.fhirpath_model()
+    }
+
+    pub fn param(&self, res_type: &str, code: &str) -> Option<&SearchParam> {
+        self.by_type.get(res_type)?.iter().find(|p| p.code == code).map(|p| &**p)
+    }
+
+    /// Parameters of a resource type, for the CapabilityStatement.
+    pub fn params(&self, res_type: &str) -> impl Iterator<Item = &SearchParam> {
+        self.by_type.get(res_type).into_iter().flatten().map(|p| &**p)
+    }
+
+    /// Resource types with at least one indexed parameter.
+    pub fn resource_types(&self) -> impl Iterator<Item = &str> {
+        self.by_type.keys().map(String::as_str)
+    }
+
+    /// The index rows `resource` produces.
+    pub fn index(&self, res_type: &str, resource: &Value) -> IndexRows {
+        let mut rows = IndexRows::default();
+        let ctx = fhirpath::Context::new(self.model()).with_resource(resource);
+        for param in self.by_type.get(res_type).into_iter().flatten() {
+            match fhirpath::evaluate(&param.expression, &ctx, resource, res_type) {
+                Ok(items) => extract::add_rows(&mut rows, param, &items),
+                Err(e) => tracing::debug!(param = %param.code, error = %e, "search expression failed"),
+            }
+        }
+        rows
+    }
+}
+
+fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &Value) -> Option<SearchParam> {
+    let own = expression_for_type(expression, res_type)?;
+    match fhirpath::Expression::parse(&own) {
+        Ok(expression) => Some(SearchParam {
+            code: code.to_string(),
+            kind,
+            url: def["url"].as_str().unwrap_or_default().to_string(),
+            description: def["description"].as_str().unwrap_or_default().to_string(),
+            expression,
+            targets: def["target"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+        }),
+        Err(e) => {
+            tracing::warn!(param = code, %res_type, error = %e, "search parameter expression skipped");
+            None
+        }
+    }
+}
+
+/// Keep the `|`-separated alternatives of a multi-resource expression that apply to `res_type`
+/// (`Condition.code | Observation.code` on Condition gives `Condition.code`).
+fn expression_for_type(expression: &str, res_type: &str) -> Option<String> {
+    let parts: Vec<&str> = split_top_level_union(expression)
+        .into_iter()
+        .filter(|part| {
+            let bare = part.trim().trim_start_matches('(').trim_start();
+            let head: String = bare.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let starts_with_type = head.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+            !starts_with_type || head == res_type
+        })
+        .collect();
+    if parts.is_empty() { None } else { Some(parts.join(" | ")) }
+}
+
+fn split_top_level_union(expression: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    let bytes = expression.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => quoted = !quoted,
+            b'(' | b'[' if !quoted => depth += 1,
+            b')' | b']' if !quoted => depth -= 1,
+            b'|' if !quoted && depth == 0 => {
+                parts.push(&expression[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&expression[start..]);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn union_alternatives_are_kept_per_type() {
+        let e = "AllergyIntolerance.code | AllergyIntolerance.reaction.substance | Condition.code | (Medication.code) | Observation.code";
+        assert_eq!(expression_for_type(e, "Condition").unwrap(), "Condition.code");
+        assert_eq!(expression_for_type(e, "Medication").unwrap(), "(Medication.code)");
+        assert!(expression_for_type(e, "Patient").is_none());
+        assert_eq!(
+            expression_for_type("Observation.subject.where(resolve() is Patient)", "Observation").unwrap(),
+            "Observation.subject.where(resolve() is Patient)"
+        );
+        assert_eq!(split_top_level_union("a.where(x='|') | b").len(), 2);
+    }
+}

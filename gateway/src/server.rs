@@ -1,0 +1,61 @@
+//! Start-up: load packages, open storage, serve HTTP until SIGTERM / Ctrl-C.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::{
+    api::{self, AppState},
+    config::Config,
+    metrics::Metrics,
+    search::SearchIndex,
+    store::Store,
+};
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let packages = fhir_profiles::PackageStore::load(&config.packages)
+        .with_context(|| format!("loading FHIR packages from {:?}", config.packages))?;
+    let index = Arc::new(SearchIndex::new(packages.clone()));
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "packages loaded");
+    let store = Store::open(&config.database_url, config.db_pool_size, index.clone())
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+    let capability = api::capability_statement(&index, crate::operations::OPERATIONS);
+    let state = Arc::new(AppState { store, metrics: Metrics::new(), max_body_bytes: config.max_body_bytes, capability });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = %redact(&config.database_url),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "gateway ready"
+    );
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Hide a password in a database URL before logging it.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
