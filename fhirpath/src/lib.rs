@@ -7,16 +7,19 @@
 //! let items = evaluate(&expr, &ctx, &patient, "Patient")?;
 //! ```
 
+mod boundary;
 mod datetime;
 mod eval;
+mod functions;
 mod model;
 mod parser;
+mod ucum;
 mod value;
 
 pub use datetime::{Date, DateTime, Precision, Time};
 pub use model::{ElementInfo, Model, TypeId};
 pub use parser::Expression;
-pub use value::{Item, Node, Quantity};
+pub use value::{Item, Node, Quantity, TypeInfo};
 
 use std::collections::HashMap;
 

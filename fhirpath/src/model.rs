@@ -168,24 +168,6 @@ impl Model {
         for sd in &pending {
             m.load_elements(sd);
         }
-        // Constraint types share the elements of their base type: copy them.
-        for i in 0..m.types.len() {
-            if m.types[i].elements.is_empty() {
-                let mut b = m.types[i].base;
-                while let Some(bid) = b {
-                    let bt = &m.types[bid.0 as usize];
-                    if !bt.elements.is_empty() && bt.code.as_ref() == m.types[i].code.as_ref() {
-                        break;
-                    }
-                    if !bt.elements.is_empty() && m.types[i].base_url.is_none() {
-                        let els = bt.elements.clone();
-                        m.types[i].elements = els;
-                        break;
-                    }
-                    b = bt.base;
-                }
-            }
-        }
         m
     }
 

@@ -83,8 +83,18 @@ impl<'a> Node<'a> {
     }
 }
 
-/// A FHIRPath value.
+/// Reflection type information, the result of `type()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// `System` or `FHIR`.
+    pub namespace: &'static str,
+    /// The type name (`Integer`, `Patient`, `dateTime`).
+    pub name: Arc<str>,
+}
+
+/// A FHIRPath value. (Non-exhaustive: match with a `_` arm.)
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Item<'a> {
     /// A node in the FHIR JSON tree.
     Node(Node<'a>),
@@ -96,6 +106,8 @@ pub enum Item<'a> {
     DateTime(DateTime),
     Time(Time),
     Quantity(Quantity),
+    /// Result of `type()`.
+    TypeInfo(TypeInfo),
 }
 
 /// Parse a JSON number's textual form to Decimal (keeps precision).
@@ -153,6 +165,7 @@ impl<'a> Item<'a> {
             Item::DateTime(_) => "DateTime",
             Item::Time(_) => "Time",
             Item::Quantity(_) => "Quantity",
+            Item::TypeInfo(_) => "TypeInfo",
         }
     }
 
@@ -242,6 +255,7 @@ impl<'a> Item<'a> {
             Item::Time(t) => Prim::Time(*t),
             Item::Quantity(q) => Prim::Qty(q.value, &q.unit),
             Item::Node(n) => node_prim(n),
+            Item::TypeInfo(_) => Prim::Other,
         }
     }
 
