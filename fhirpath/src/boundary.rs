@@ -14,6 +14,14 @@ fn dec_boundary(d: Decimal, scale_in: u32, p: Option<i64>, high: bool) -> Option
     let half = Decimal::new(5, scale_in + 1);
     let v = if high { d + half } else { d - half };
     let p = p as u32;
+    if d.abs() < Decimal::new(1, p) && d.scale() > p {
+        // Below the requested resolution: zero (keeping the sign for the low boundary of negatives).
+        let mut z = Decimal::new(0, p);
+        if !high && d.is_sign_negative() {
+            z.set_sign_negative(true);
+        }
+        return Some(z);
+    }
     let r = if high {
         v.round_dp_with_strategy(p, RoundingStrategy::ToPositiveInfinity)
     } else {
@@ -66,6 +74,9 @@ fn dt_boundary(dt: &DateTime, p: Option<i64>, high: bool) -> Option<DateTime> {
     }
     d.precision = target.min(Precision::Day);
     let mut t = dt.time.unwrap_or(Time { hour: 0, minute: 0, second: 0, nanos: 0, frac_digits: 0, precision: Precision::Hour });
+    // An hour-only time is not legal FHIR: treat it as hh:00.
+    let dtp = if dt.precision == Precision::Hour { Precision::Minute } else { dt.precision };
+    let dt = &DateTime { precision: dtp, ..*dt };
     if dt.precision < Precision::Hour {
         t.hour = if high { 23 } else { 0 };
     }

@@ -60,8 +60,8 @@ impl<'c, 'a> Ev<'c, 'a> {
                         if self.ctx.strict {
                             return fail(format!("'{name}' does not match the type of the context ({})", it.type_name()));
                         }
-                    } else {
-                        self.navigate(it, name, &mut out)?;
+                    } else if !self.navigate(it, name, &mut out)? && input.len() == 1 {
+                        return fail(format!("'{name}' is not an element of {}", it.type_name()));
                     }
                 }
                 Ok(out)
@@ -69,8 +69,12 @@ impl<'c, 'a> Ev<'c, 'a> {
             Expr::Member(base, name) => {
                 let b = self.eval(base, input, fr)?;
                 let mut out = Vec::with_capacity(b.len());
+                let mut known = b.is_empty();
                 for it in &b {
-                    self.navigate(it, name, &mut out)?;
+                    known |= self.navigate(it, name, &mut out)?;
+                }
+                if !known {
+                    return fail(format!("'{name}' is not an element of {}", b[0].type_name()));
                 }
                 Ok(out)
             }
@@ -107,7 +111,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                 }
                 Ok(vec![match v[0].prim() {
                     Prim::Int(i) => Item::Integer(-i),
-                    Prim::Dec(d) => Item::Decimal(-d),
+                    Prim::Dec(d) => Item::Decimal(if d.is_zero() { d.abs() } else { -d }),
                     Prim::Qty(q, u) => Item::Quantity(Quantity { value: -q, unit: Arc::from(u) }),
                     _ => return fail(format!("cannot negate {}", v[0].type_name())),
                 }])
@@ -130,7 +134,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                 }
                 let mut out = Vec::new();
                 for it in v {
-                    if self.is_type(&it, ts)? {
+                    if self.is_type_exact(&it, ts)? {
                         out.push(it);
                     }
                 }
@@ -209,6 +213,21 @@ impl<'c, 'a> Ev<'c, 'a> {
             Some((_, t)) => !t.elements.contains_key(name),
             None => false,
         }
+    }
+
+    /// Type test for as()/ofType(): like is(), but FHIR primitive types must match exactly
+    /// (`code` is not cast to `string`).
+    pub(crate) fn is_type_exact(&self, it: &Item<'a>, ts: &TypeSpec) -> Result<bool, EvalError> {
+        if let Item::Node(n) = it {
+            if n.is_primitive() && ts.namespace.as_deref() != Some("System") {
+                if let (Some(t), Some(target)) = (n.tid, self.m.type_id(&ts.name)) {
+                    if self.m.def(target).kind == Kind::Primitive {
+                        return Ok(t == target);
+                    }
+                }
+            }
+        }
+        self.is_type(it, ts)
     }
 
     pub(crate) fn is_type(&self, it: &Item<'a>, ts: &TypeSpec) -> Result<bool, EvalError> {
@@ -311,7 +330,8 @@ impl<'c, 'a> Ev<'c, 'a> {
         }
     }
 
-    pub(crate) fn navigate(&self, it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -> Result<(), EvalError> {
+    /// Navigate to child `name`; returns whether the element is defined for the item's type.
+    pub(crate) fn navigate(&self, it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -> Result<bool, EvalError> {
         let n = match it {
             Item::Node(n) => n,
             Item::TypeInfo(t) => {
@@ -320,9 +340,9 @@ impl<'c, 'a> Ev<'c, 'a> {
                     "namespace" => out.push(Item::String(Arc::from(t.namespace))),
                     _ => {}
                 }
-                return Ok(());
+                return Ok(true);
             }
-            _ => return Ok(()),
+            _ => return Ok(true),
         };
         if n.is_primitive() {
             // Primitive: only id / extension, found in the `_x` sibling.
@@ -333,9 +353,9 @@ impl<'c, 'a> Ev<'c, 'a> {
                     _ => {}
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
-        let Some(Value::Object(obj)) = n.value else { return Ok(()) };
+        let Some(Value::Object(obj)) = n.value else { return Ok(true) };
         match self.node_type(n) {
             Some((_, t)) => match t.elements.get(name) {
                 Some(el) if !el.choice => {
@@ -371,7 +391,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                     if t.elements.is_empty() {
                         self.push_children(obj, name, None, out);
                     } else {
-                        return fail(format!("'{name}' is not an element of {}", t.name));
+                        return Ok(false);
                     }
                 }
             },
@@ -393,7 +413,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// All direct children of a node (for children()/descendants()).
@@ -627,6 +647,9 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 fn datetime_cmp(a: &DateTime, b: &DateTime) -> Option<Ordering> {
+    if a.time.is_some() && b.time.is_some() && a.tz_minutes.is_some() != b.tz_minutes.is_some() {
+        return None;
+    }
     let normalize = a.tz_minutes.is_some() || b.tz_minutes.is_some();
     let ca = a.components(normalize);
     let cb = b.components(normalize);
@@ -803,7 +826,7 @@ fn add_duration<'a>(base: &Item<'a>, q: (Decimal, &str), sign: i64) -> R<'a> {
     let Some((prec, per)) = calendar_unit(unit, true)? else {
         return fail(format!("cannot add a quantity with unit '{unit}' to a date/time"));
     };
-    let v = v * Decimal::from(sign);
+    let v = v.trunc() * Decimal::from(sign);
     match base.prim() {
         Prim::Date(_) | Prim::DateTime(_) => {
             let (dt, is_date) = match base.prim() {

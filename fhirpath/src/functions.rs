@@ -426,7 +426,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                 let ts = fc.type_arg.as_ref().unwrap();
                 let mut out = Vec::new();
                 for it in focus {
-                    if self.is_type(&it, ts)? {
+                    if self.is_type_exact(&it, ts)? {
                         out.push(it);
                     }
                 }
@@ -438,7 +438,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             }
             As => {
                 let Some(it) = self.focus_single(fc, &focus)? else { return Ok(Vec::new()) };
-                Ok(if self.is_type(&it, fc.type_arg.as_ref().unwrap())? { vec![it] } else { Vec::new() })
+                Ok(if self.is_type_exact(&it, fc.type_arg.as_ref().unwrap())? { vec![it] } else { Vec::new() })
             }
             Single => match focus.len() {
                 0 | 1 => Ok(focus),
@@ -673,6 +673,9 @@ impl<'c, 'a> Ev<'c, 'a> {
                 };
                 if fc.func == ReplaceMatches {
                     let Some(r) = self.arg_str(fc, 1, input, fr)? else { return Ok(Vec::new()) };
+                    if re.as_str() == "(?s)" {
+                        return s(x);
+                    }
                     // FHIRPath uses $1 for groups, as does the regex crate; escape nothing else.
                     s(re.replace_all(&x, r.as_str()).into_owned())
                 } else {
@@ -998,8 +1001,8 @@ impl<'c, 'a> Ev<'c, 'a> {
                 for (k, d) in desc.iter().enumerate() {
                     let o = match (x.0[k].first(), y.0[k].first()) {
                         (None, None) => Ordering::Equal,
-                        (None, Some(_)) => Ordering::Less,
-                        (Some(_), None) => Ordering::Greater,
+                        (None, Some(_)) => Ordering::Greater,
+                        (Some(_), None) => Ordering::Less,
                         (Some(a), Some(b)) => match compare(a, b) {
                             Ok(Some(o)) => o,
                             Ok(None) => Ordering::Equal,
