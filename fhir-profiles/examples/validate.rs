@@ -1,0 +1,40 @@
+//! Validate files: `cargo run --release -p fhir-profiles --example validate -- [--profile URL] [--load FILE] FILE...`
+use std::path::PathBuf;
+
+use fhir_profiles::{PackageStore, ValidationOptions, Validator, has_errors};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut profiles = Vec::new();
+    let mut loads = Vec::new();
+    let mut files = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--profile" => profiles.push(args.next().expect("URL")),
+            "--load" => loads.push(PathBuf::from(args.next().expect("FILE"))),
+            _ => files.push(PathBuf::from(a)),
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    let t = std::time::Instant::now();
+    let store = PackageStore::load(&[root.join("fhir-packages"), root.join("terminology")]).expect("load");
+    eprintln!("loaded in {:?}", t.elapsed());
+    for l in &loads {
+        store.add_file(l).expect("load file");
+    }
+    let v = Validator::new(store);
+    let opts = ValidationOptions { profiles };
+    let mut bad = false;
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read");
+        let t = std::time::Instant::now();
+        let issues = v.validate_json(&bytes, &opts);
+        let el = t.elapsed();
+        println!("== {} ({:?}) {}", f.display(), el, if has_errors(&issues) { "INVALID" } else { "valid" });
+        for i in &issues {
+            println!("  {} [{}] {} @ {}", i.severity.as_str(), i.code, i.message, i.expression);
+        }
+        bad |= has_errors(&issues);
+    }
+    std::process::exit(if bad { 1 } else { 0 });
+}

@@ -1,0 +1,392 @@
+//! Compiled profiles: the snapshot turned into an element tree with everything precomputed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::snapshot::snapshot_of;
+use crate::store::{PackageStore, split_canonical};
+
+/// A StructureDefinition compiled for validation.
+#[derive(Debug)]
+pub struct CompiledProfile {
+    pub url: String,
+    pub version: Option<String>,
+    pub name: String,
+    /// The type constrained (`Patient`, `Extension`, `Quantity`...).
+    pub type_name: String,
+    pub kind: String,
+    pub derivation: String,
+    pub elements: Vec<CElement>,
+    /// Extension contexts (`(type, expression)`), for extension definitions.
+    pub contexts: Vec<(String, String)>,
+    /// Snapshot generation problem, if the snapshot had to be generated and failed partially.
+    pub snapshot_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct CElement {
+    pub id: String,
+    pub path: String,
+    /// JSON property name (last path segment, without `[x]`).
+    pub name: String,
+    pub choice: bool,
+    pub slice_name: Option<String>,
+    pub min: u32,
+    /// `None` = unbounded.
+    pub max: Option<u32>,
+    /// Represented as a JSON array (base max > 1).
+    pub many: bool,
+    pub types: Vec<CType>,
+    pub children: Vec<u32>,
+    pub slices: Vec<u32>,
+    pub slicing: Option<Slicing>,
+    pub content_ref: Option<u32>,
+    pub fixed: Option<Value>,
+    pub pattern: Option<Value>,
+    pub max_length: Option<usize>,
+    pub min_value: Option<Value>,
+    pub max_value: Option<Value>,
+    pub binding: Option<Binding>,
+    pub constraints: Vec<Arc<Constraint>>,
+    pub is_modifier: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CType {
+    /// Type code (`string`, `CodeableConcept`, `Patient`, `Resource`...). FHIRPath system types are
+    /// mapped to their FHIR type via the `structuredefinition-fhir-type` extension.
+    pub code: String,
+    pub profiles: Vec<String>,
+    pub target_profiles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slicing {
+    pub discriminators: Vec<Discriminator>,
+    pub ordered: bool,
+    pub rules: SlicingRules,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlicingRules {
+    Open,
+    Closed,
+    OpenAtEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscriminatorType {
+    Value,
+    Pattern,
+    Type,
+    Profile,
+    Exists,
+}
+
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    pub kind: DiscriminatorType,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub strength: String,
+    pub value_set: Option<String>,
+}
+
+/// An invariant with its parsed FHIRPath.
+#[derive(Debug)]
+pub struct Constraint {
+    pub key: String,
+    pub severity_error: bool,
+    pub human: String,
+    pub expression: String,
+    pub source: String,
+    pub parsed: Result<fhirpath::Expression, String>,
+}
+
+impl CompiledProfile {
+    pub fn root(&self) -> &CElement {
+        &self.elements[0]
+    }
+    /// Versioned URL for messages.
+    pub fn canonical(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}|{}", self.url, v),
+            None => self.url.clone(),
+        }
+    }
+}
+
+pub(crate) fn is_primitive_code(code: &str) -> bool {
+    code.starts_with(|c: char| c.is_ascii_lowercase()) && !code.contains(':')
+}
+
+fn type_code(t: &Value) -> String {
+    let code = t.get("code").and_then(Value::as_str).unwrap_or("");
+    if code.starts_with("http://hl7.org/fhirpath/System.") {
+        if let Some(exts) = t.get("extension").and_then(Value::as_array) {
+            for e in exts {
+                if e.get("url").and_then(Value::as_str) == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type") {
+                    if let Some(v) = e.get("valueUrl").or_else(|| e.get("valueString")).or_else(|| e.get("valueUri")).and_then(Value::as_str) {
+                        return v.to_string();
+                    }
+                }
+            }
+        }
+        return match &code["http://hl7.org/fhirpath/System.".len()..] {
+            "String" => "string",
+            "Boolean" => "boolean",
+            "Integer" => "integer",
+            "Decimal" => "decimal",
+            "Date" => "date",
+            "DateTime" => "dateTime",
+            "Time" => "time",
+            _ => "string",
+        }
+        .to_string();
+    }
+    code.to_string()
+}
+
+fn str_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+}
+
+fn parse_max(v: Option<&Value>) -> Option<u32> {
+    match v.and_then(Value::as_str) {
+        Some("*") | None => None,
+        Some(s) => s.parse().ok(),
+    }
+}
+
+impl PackageStore {
+    /// Compile (or get from the cache) the profile with canonical `url` (`url|version` accepted).
+    pub fn profile(&self, canonical: &str) -> Option<Arc<CompiledProfile>> {
+        if let Some(p) = self.profiles.read().unwrap().get(canonical) {
+            return p.clone();
+        }
+        let compiled = self.compile_profile(canonical).map(Arc::new);
+        self.profiles.write().unwrap().insert(canonical.to_string(), compiled.clone());
+        compiled
+    }
+
+    /// Base definition of a FHIR type by name.
+    pub fn type_profile(&self, type_name: &str) -> Option<Arc<CompiledProfile>> {
+        if type_name.contains(':') {
+            return self.profile(type_name);
+        }
+        self.profile(&format!("http://hl7.org/fhir/StructureDefinition/{type_name}"))
+    }
+
+    fn compile_profile(&self, canonical: &str) -> Option<CompiledProfile> {
+        let (snapshot_error, sd) = match snapshot_of(self, canonical) {
+            Ok(sd) => (None, sd),
+            Err(e) => {
+                // generation failed: compile what the base gives, remember the error
+                let sd = self.resolve(canonical)?;
+                if sd.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition") {
+                    return None;
+                }
+                let base = sd.get("baseDefinition").and_then(Value::as_str).and_then(|b| snapshot_of(self, b).ok())?;
+                let mut v = (*sd).clone();
+                v["snapshot"] = base["snapshot"].clone();
+                (Some(e), Arc::new(v))
+            }
+        };
+        if sd.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition") {
+            return None;
+        }
+        let url = sd.get("url").and_then(Value::as_str).unwrap_or(split_canonical(canonical).0).to_string();
+        let rules = self.rules();
+        let elems = sd["snapshot"]["element"].as_array()?;
+        let mut maps: Vec<serde_json::Map<String, Value>> = elems.iter().filter_map(|e| e.as_object().cloned()).collect();
+        crate::snapshot::ensure_ids(&mut maps);
+        let mut out: Vec<CElement> = Vec::with_capacity(maps.len());
+        let mut by_id: HashMap<String, u32> = HashMap::with_capacity(maps.len());
+        let mut by_path: HashMap<String, u32> = HashMap::new();
+        for (i, e) in maps.iter().enumerate() {
+            let id = e.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+            let path = e.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+            let last = path.rsplit('.').next().unwrap_or(&path);
+            let choice = last.ends_with("[x]");
+            let name = last.trim_end_matches("[x]").to_string();
+            let base_max = e.get("base").and_then(|b| b.get("max")).or_else(|| e.get("max"));
+            let many = match base_max.and_then(Value::as_str) {
+                Some("1") | Some("0") => false,
+                Some(_) => true,
+                None => false,
+            } && i > 0;
+            let types: Vec<CType> = e
+                .get("type")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|t| CType { code: type_code(t), profiles: str_list(t.get("profile")), target_profiles: str_list(t.get("targetProfile")) })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut fixed = None;
+            let mut pattern = None;
+            let mut min_value = None;
+            let mut max_value = None;
+            for (k, v) in e {
+                if k.starts_with("fixed") {
+                    fixed = Some(v.clone());
+                } else if k.starts_with("pattern") {
+                    pattern = Some(v.clone());
+                } else if k.starts_with("minValue") {
+                    min_value = Some(v.clone());
+                } else if k.starts_with("maxValue") {
+                    max_value = Some(v.clone());
+                }
+            }
+            let slicing = e.get("slicing").map(|s| Slicing {
+                discriminators: s
+                    .get("discriminator")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|d| {
+                                let kind = match d.get("type").and_then(Value::as_str)? {
+                                    "value" => DiscriminatorType::Value,
+                                    "pattern" => DiscriminatorType::Pattern,
+                                    "type" => DiscriminatorType::Type,
+                                    "profile" => DiscriminatorType::Profile,
+                                    "exists" => DiscriminatorType::Exists,
+                                    _ => return None,
+                                };
+                                Some(Discriminator { kind, path: d.get("path").and_then(Value::as_str).unwrap_or("$this").to_string() })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ordered: s.get("ordered").and_then(Value::as_bool).unwrap_or(false),
+                rules: match s.get("rules").and_then(Value::as_str) {
+                    Some("closed") => SlicingRules::Closed,
+                    Some("openAtEnd") => SlicingRules::OpenAtEnd,
+                    _ => SlicingRules::Open,
+                },
+            });
+            let binding = e.get("binding").map(|b| Binding {
+                strength: b.get("strength").and_then(Value::as_str).unwrap_or("").to_string(),
+                value_set: b.get("valueSet").and_then(Value::as_str).map(str::to_string),
+            });
+            let mut constraints = Vec::new();
+            if let Some(cs) = e.get("constraint").and_then(Value::as_array) {
+                for c in cs {
+                    let key = c.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+                    let Some(expr) = c.get("expression").and_then(Value::as_str) else { continue };
+                    if rules.is_suppressed(&key, &url, c.get("source").and_then(Value::as_str).unwrap_or("")) {
+                        continue;
+                    }
+                    constraints.push(self.constraint(
+                        &key,
+                        c.get("severity").and_then(Value::as_str) != Some("warning"),
+                        c.get("human").and_then(Value::as_str).unwrap_or(""),
+                        expr,
+                        c.get("source").and_then(Value::as_str).unwrap_or(&url),
+                    ));
+                }
+            }
+            let el = CElement {
+                id: id.clone(),
+                path: path.clone(),
+                name,
+                choice,
+                slice_name: e.get("sliceName").and_then(Value::as_str).map(str::to_string),
+                min: e.get("min").and_then(Value::as_u64).unwrap_or(0) as u32,
+                max: parse_max(e.get("max")),
+                many,
+                types,
+                children: vec![],
+                slices: vec![],
+                slicing,
+                content_ref: None,
+                fixed,
+                pattern,
+                max_length: e.get("maxLength").and_then(Value::as_u64).map(|v| v as usize),
+                min_value,
+                max_value,
+                binding,
+                constraints,
+                is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
+            };
+            by_id.insert(id, i as u32);
+            by_path.entry(path).or_insert(i as u32);
+            out.push(el);
+        }
+        // tree
+        for i in 1..out.len() {
+            let id = out[i].id.clone();
+            let last_dot = id.rfind('.');
+            let last_seg = &id[last_dot.map(|p| p + 1).unwrap_or(0)..];
+            if let Some(colon) = last_seg.find(':') {
+                let slice_part = &last_seg[colon + 1..];
+                let base_id = match slice_part.rfind('/') {
+                    Some(p) => format!("{}:{}", &id[..last_dot.map(|p| p + 1).unwrap_or(0) + colon], &slice_part[..p]),
+                    None => id[..last_dot.map(|p| p + 1).unwrap_or(0) + colon].to_string(),
+                };
+                if let Some(&b) = by_id.get(&base_id) {
+                    out[b as usize].slices.push(i as u32);
+                    continue;
+                }
+            }
+            if let Some(p) = last_dot {
+                if let Some(&pi) = by_id.get(&id[..p]) {
+                    out[pi as usize].children.push(i as u32);
+                }
+            }
+        }
+        for (i, e) in maps.iter().enumerate() {
+            if let Some(cr) = e.get("contentReference").and_then(Value::as_str) {
+                let t = cr.rsplit('#').next().unwrap_or(cr);
+                out[i].content_ref = by_id.get(t).or_else(|| by_path.get(t)).copied();
+            }
+        }
+        let contexts = sd
+            .get("context")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|c| (c.get("type").and_then(Value::as_str).unwrap_or("element").to_string(), c.get("expression").and_then(Value::as_str).unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // gateway rules attached as additional constraints on the root (none by default)
+        Some(CompiledProfile {
+            url,
+            version: sd.get("version").and_then(Value::as_str).map(str::to_string),
+            name: sd.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            type_name: sd.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
+            kind: sd.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+            derivation: sd.get("derivation").and_then(Value::as_str).unwrap_or("specialization").to_string(),
+            elements: out,
+            contexts,
+            snapshot_error,
+        })
+    }
+
+    fn constraint(&self, key: &str, severity_error: bool, human: &str, expr: &str, source: &str) -> Arc<Constraint> {
+        // identical invariants (ele-1, dom-*, ...) are shared between profiles
+        let cache_key = format!("{key}\u{0}{expr}\u{0}{severity_error}");
+        if let Some(c) = CONSTRAINTS.read().unwrap().get(&cache_key) {
+            return c.clone();
+        }
+        let c = Arc::new(Constraint {
+            key: key.to_string(),
+            severity_error,
+            human: human.to_string(),
+            expression: expr.to_string(),
+            source: source.to_string(),
+            parsed: fhirpath::Expression::parse(expr).map_err(|e| e.to_string()),
+        });
+        CONSTRAINTS.write().unwrap().insert(cache_key, c.clone());
+        c
+    }
+}
+
+static CONSTRAINTS: std::sync::LazyLock<std::sync::RwLock<HashMap<String, Arc<Constraint>>>> = std::sync::LazyLock::new(Default::default);

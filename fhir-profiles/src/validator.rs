@@ -1,0 +1,1337 @@
+//! The validator: walks FHIR JSON against compiled profiles.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::issue::{Issue, Severity, has_errors};
+use crate::primitives;
+use crate::profile::{CElement, CType, CompiledProfile, Constraint, DiscriminatorType, SlicingRules, is_primitive_code};
+use crate::store::{PackageStore, split_canonical};
+use crate::terminology::{Membership, PackageTerminology, Terminology};
+
+/// Options for one validation.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationOptions {
+    /// Profiles to check besides the resource's `meta.profile` (e.g. the `profile` parameter of
+    /// `$validate`, or `--profile`).
+    pub profiles: Vec<String>,
+}
+
+impl ValidationOptions {
+    pub fn with_profile(profile: impl Into<String>) -> Self {
+        ValidationOptions { profiles: vec![profile.into()] }
+    }
+}
+
+/// Validates resources against the profiles in a [`PackageStore`]. Cheap to create and `Send + Sync`.
+#[derive(Clone)]
+pub struct Validator {
+    store: Arc<PackageStore>,
+    terminology: Arc<dyn Terminology>,
+}
+
+impl Validator {
+    pub fn new(store: Arc<PackageStore>) -> Self {
+        let terminology = Arc::new(PackageTerminology { store: store.clone() });
+        Validator { store, terminology }
+    }
+
+    /// Use another terminology implementation.
+    pub fn with_terminology(store: Arc<PackageStore>, terminology: Arc<dyn Terminology>) -> Self {
+        Validator { store, terminology }
+    }
+
+    pub fn store(&self) -> &Arc<PackageStore> {
+        &self.store
+    }
+
+    /// Validate a resource against the base definition of its type, every profile in its
+    /// `meta.profile` (and those of nested resources), `options.profiles`, and the gateway rules.
+    pub fn validate(&self, resource: &Value, options: &ValidationOptions) -> Vec<Issue> {
+        let mut ctx = Ctx::new(self, resource);
+        let mut path = String::with_capacity(128);
+        let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
+        path.push_str(if rt.is_empty() { "Resource" } else { &rt });
+        ctx.validate_resource(resource, &mut path, &options.profiles, true);
+        finish(ctx.issues)
+    }
+
+    /// Parse JSON bytes and validate; syntax errors become a `fatal` issue.
+    pub fn validate_json(&self, bytes: &[u8], options: &ValidationOptions) -> Vec<Issue> {
+        match parse_json(bytes) {
+            Ok(v) => self.validate(&v, options),
+            Err(i) => vec![i],
+        }
+    }
+}
+
+/// Parse FHIR JSON, turning syntax errors into an issue.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, Issue> {
+    serde_json::from_slice::<Value>(bytes).map_err(|e| {
+        Issue::new(Severity::Fatal, "structure", "", format!("Error parsing JSON: {e} (FHIR JSON must be strict JSON: no comments, trailing commas or unquoted names)"))
+    })
+}
+
+/// Sort-stable de-duplication.
+fn finish(issues: Vec<Issue>) -> Vec<Issue> {
+    let mut seen = HashSet::with_capacity(issues.len());
+    issues.into_iter().filter(|i| seen.insert((i.severity, i.expression.clone(), i.message.clone()))).collect()
+}
+
+struct BundleIndex<'a> {
+    by_full_url: HashMap<&'a str, &'a Value>,
+    by_type_id: HashMap<String, Vec<&'a Value>>,
+    is_document: bool,
+}
+
+impl<'a> BundleIndex<'a> {
+    fn resolve(&self, reference: &str) -> Option<&'a Value> {
+        if let Some(v) = self.by_full_url.get(reference) {
+            return Some(v);
+        }
+        // relative Type/id (optionally /_history/n), or absolute URL ending in Type/id
+        let parts: Vec<&str> = reference.split('/').collect();
+        let n = parts.len();
+        let (t, id) = if n >= 4 && parts[n - 2] == "_history" { (parts[n - 4], parts[n - 3]) } else if n >= 2 { (parts[n - 2], parts[n - 1]) } else { return None };
+        let list = self.by_type_id.get(&format!("{t}/{id}"))?;
+        if list.len() == 1 { Some(list[0]) } else { None }
+    }
+}
+
+struct EvalResolver<'a, 'b> {
+    bundle: Option<&'b BundleIndex<'a>>,
+    container: Option<&'a Value>,
+}
+
+impl fhirpath::Resolver for EvalResolver<'_, '_> {
+    fn resolve(&self, reference: &str) -> Option<&Value> {
+        if let Some(id) = reference.strip_prefix('#') {
+            return self.container.and_then(|c| find_contained(c, id));
+        }
+        self.bundle.and_then(|b| b.resolve(reference))
+    }
+}
+
+fn find_contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
+    if id.is_empty() {
+        return Some(container);
+    }
+    container.get("contained")?.as_array()?.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+}
+
+type Key = (usize, usize);
+
+struct Ctx<'a> {
+    store: &'a PackageStore,
+    term: &'a dyn Terminology,
+    model: &'a fhirpath::Model,
+    issues: Vec<Issue>,
+    emitted: HashSet<Key>,
+    cache: HashMap<Key, Rc<Vec<Issue>>>,
+    in_progress: HashSet<Key>,
+    bundles: Vec<Rc<BundleIndex<'a>>>,
+    /// stack of (resource, root resource for %rootResource, container for #refs)
+    resources: Vec<(&'a Value, &'a Value)>,
+    rules: Arc<crate::rules::GatewayRules>,
+}
+
+fn ptr(v: &Value) -> usize {
+    v as *const Value as usize
+}
+
+fn type_of_key(key: &str, stem: &str) -> Option<String> {
+    let rest = key.strip_prefix(stem)?;
+    let mut c = rest.chars();
+    let f = c.next()?;
+    if !f.is_ascii_uppercase() {
+        return None;
+    }
+    Some(rest.to_string())
+}
+
+fn type_matches_suffix(code: &str, suffix: &str) -> bool {
+    let mut a = code.chars();
+    let mut b = suffix.chars();
+    match (a.next(), b.next()) {
+        (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y) => a.as_str() == b.as_str(),
+        _ => false,
+    }
+}
+
+fn is_resource_type_code(store: &PackageStore, code: &str) -> bool {
+    if code == "Resource" || code == "DomainResource" {
+        return true;
+    }
+    if !code.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return false;
+    }
+    matches!(store.sd_meta(&format!("http://hl7.org/fhir/StructureDefinition/{code}")), Some((Some(k), _)) if &*k == "resource")
+}
+
+/// Compare JSON values for `fixed[x]`.
+pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (xs, ys) = (x.to_string(), y.to_string());
+            xs == ys || match (xs.parse::<rust_decimal::Decimal>(), ys.parse::<rust_decimal::Decimal>()) {
+                (Ok(p), Ok(q)) => p == q,
+                _ => false,
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        _ => a == b,
+    }
+}
+
+/// Does `inst` contain `pat` (`pattern[x]` semantics)?
+pub(crate) fn pattern_match(inst: &Value, pat: &Value) -> bool {
+    match (inst, pat) {
+        (Value::Object(i), Value::Object(p)) => p.iter().all(|(k, pv)| i.get(k).is_some_and(|iv| pattern_match(iv, pv))),
+        (Value::Array(i), Value::Array(p)) => p.iter().all(|pv| i.iter().any(|iv| pattern_match(iv, pv))),
+        (Value::Array(i), p) => i.iter().any(|iv| pattern_match(iv, p)),
+        _ => json_eq(inst, pat),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 { format!("{}...", &s[..s.char_indices().nth(197).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+}
+
+/// Split a discriminator path at dots outside parentheses.
+fn split_path(p: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    let mut quote = false;
+    for (i, c) in p.char_indices() {
+        match c {
+            '\'' => quote = !quote,
+            '(' if !quote => depth += 1,
+            ')' if !quote => depth -= 1,
+            '.' if depth == 0 && !quote => {
+                out.push(&p[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&p[start..]);
+    out
+}
+
+fn fn_arg<'s>(seg: &'s str, name: &str) -> Option<&'s str> {
+    let rest = seg.strip_prefix(name)?.strip_prefix('(')?.strip_suffix(')')?;
+    Some(rest.trim().trim_matches(|c| c == '\'' || c == '"'))
+}
+
+impl<'a> Ctx<'a> {
+    fn new(v: &'a Validator, _root: &'a Value) -> Self {
+        Ctx {
+            store: &v.store,
+            term: &*v.terminology,
+            model: v.store.fhirpath_model(),
+            issues: Vec::new(),
+            emitted: HashSet::new(),
+            cache: HashMap::new(),
+            in_progress: HashSet::new(),
+            bundles: Vec::new(),
+            resources: Vec::new(),
+            rules: v.store.rules(),
+        }
+    }
+
+    fn err(&mut self, code: &'static str, path: &str, msg: String) {
+        self.issues.push(Issue::error(code, path, msg));
+    }
+    fn warn(&mut self, code: &'static str, path: &str, msg: String) {
+        self.issues.push(Issue::warning(code, path, msg));
+    }
+
+    // ---------------------------------------------------------------- resources
+
+    fn validate_resource(&mut self, res: &'a Value, path: &mut String, extra: &[String], top: bool) {
+        let Some(obj) = res.as_object() else {
+            self.err("structure", path, "A resource must be a JSON object".into());
+            return;
+        };
+        let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+            self.err("structure", path, "The resource has no resourceType property, so its type is unknown".into());
+            return;
+        };
+        let Some(base) = self.store.type_profile(rt).filter(|p| p.kind == "resource") else {
+            self.err("structure", path, format!("Unknown resource type '{rt}'"));
+            return;
+        };
+        let contained = path.ends_with(']') && path.rsplit('.').next().is_some_and(|s| s.starts_with("contained["));
+        let root = if contained { self.resources.last().map(|r| r.1).unwrap_or(res) } else { res };
+        self.resources.push((res, root));
+        let pushed_bundle = rt == "Bundle" && self.enter_bundle(res, path);
+        let _ = top;
+        self.validate_against(res, &base, path);
+        let mut profiles: Vec<(String, bool)> = Vec::new();
+        if let Some(ps) = obj.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
+            for p in ps.iter().filter_map(Value::as_str) {
+                profiles.push((p.to_string(), false));
+            }
+        }
+        for p in extra {
+            profiles.push((p.clone(), true));
+        }
+        let mut done: Vec<usize> = Vec::new();
+        for (p, explicit) in &profiles {
+            let Some(prof) = self.lookup_profile(p, *explicit, path) else { continue };
+            if done.contains(&(Arc::as_ptr(&prof) as usize)) {
+                continue;
+            }
+            done.push(Arc::as_ptr(&prof) as usize);
+            if prof.type_name != rt && !(prof.type_name == "Resource" || prof.type_name == "DomainResource") {
+                self.err("structure", path, format!("The profile {} applies to {}, not to a {rt}", prof.canonical(), prof.type_name));
+                continue;
+            }
+            self.validate_against(res, &prof, path);
+            // gateway rules: our own profiles that apply along with this one
+            let extra_rules: Vec<String> = self.rules.also_check(&prof.url).to_vec();
+            for r in extra_rules {
+                match self.store.profile(&r) {
+                    Some(rp) => self.validate_against(res, &rp, path),
+                    None => self.warn("not-found", path, format!("The gateway rule profile {r} (for {}) could not be loaded", prof.url)),
+                }
+            }
+        }
+        // rules for every resource of a type
+        let type_rules: Vec<String> = self.rules.for_type(rt).to_vec();
+        for r in type_rules {
+            if let Some(rp) = self.store.profile(&r) {
+                self.validate_against(res, &rp, path);
+            }
+        }
+        if pushed_bundle {
+            self.bundles.pop();
+        }
+        self.resources.pop();
+    }
+
+    fn lookup_profile(&mut self, p: &str, explicit: bool, path: &str) -> Option<Arc<CompiledProfile>> {
+        if let Some(prof) = self.store.profile(p) {
+            return Some(prof);
+        }
+        let (url, version) = split_canonical(p);
+        if version.is_some() {
+            if let Some(prof) = self.store.profile(url) {
+                self.warn(
+                    "not-found",
+                    path,
+                    format!("Profile {p}: version {} is not loaded; validated against the loaded version {}", version.unwrap_or(""), prof.version.as_deref().unwrap_or("(none)")),
+                );
+                return Some(prof);
+            }
+        }
+        if explicit {
+            self.err("not-found", path, format!("Profile {p} could not be found, so the resource could not be validated against it"));
+        } else {
+            self.warn("not-found", path, format!("Profile reference '{p}' has not been checked because it could not be found"));
+        }
+        None
+    }
+
+    fn enter_bundle(&mut self, b: &'a Value, path: &str) -> bool {
+        let mut idx = BundleIndex {
+            by_full_url: HashMap::new(),
+            by_type_id: HashMap::new(),
+            is_document: b.get("type").and_then(Value::as_str) == Some("document"),
+        };
+        let btype = b.get("type").and_then(Value::as_str).unwrap_or("");
+        if let Some(entries) = b.get("entry").and_then(Value::as_array) {
+            for (i, e) in entries.iter().enumerate() {
+                let res = e.get("resource");
+                if let Some(fu) = e.get("fullUrl").and_then(Value::as_str) {
+                    let absolute = fu.contains(':');
+                    if !absolute {
+                        self.err("invalid", &format!("{path}.entry[{i}]"), format!("The fullUrl must be an absolute URL (not '{fu}')"));
+                    }
+                    if let Some(r) = res {
+                        if idx.by_full_url.insert(fu, r).is_some() && !matches!(btype, "history" | "searchset") {
+                            let ver = r.get("meta").and_then(|m| m.get("versionId"));
+                            if ver.is_none() {
+                                self.err("invalid", &format!("{path}.entry[{i}]"), format!("Duplicate fullUrl '{fu}': fullUrl must be unique in a bundle"));
+                            }
+                        }
+                        if absolute && !fu.starts_with("urn:") {
+                            if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
+                                let tail = format!("{rt}/{id}");
+                                if !fu.ends_with(&tail) && !fu.contains(&format!("{tail}/_history/")) {
+                                    self.err("invalid", &format!("{path}.entry[{i}]"), format!("The fullUrl '{fu}' does not match the resource's type and id ({tail})"));
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(r) = res {
+                    if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
+                        idx.by_type_id.entry(format!("{rt}/{id}")).or_default().push(r);
+                    }
+                }
+            }
+        }
+        self.bundles.push(Rc::new(idx));
+        true
+    }
+
+    /// Validate `res` (a resource or a complex datatype value) against `prof`, once per pair.
+    fn validate_against(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, path: &mut String) {
+        let key = (ptr(v), Arc::as_ptr(prof) as usize);
+        if !self.emitted.insert(key) {
+            return;
+        }
+        let issues = self.profile_issues(v, prof, path);
+        self.issues.extend(issues.iter().cloned());
+    }
+
+    fn profile_issues(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, path: &mut String) -> Rc<Vec<Issue>> {
+        let key = (ptr(v), Arc::as_ptr(prof) as usize);
+        if let Some(c) = self.cache.get(&key) {
+            return c.clone();
+        }
+        if !self.in_progress.insert(key) {
+            return Rc::new(Vec::new());
+        }
+        let saved = std::mem::take(&mut self.issues);
+        if let Some(e) = &prof.snapshot_error {
+            self.err("processing", path, format!("Error generating the snapshot of {}: {e}", prof.url));
+        }
+        let rt = v.get("resourceType").and_then(Value::as_str);
+        let ty = CType { code: rt.map(str::to_string).unwrap_or_else(|| prof.type_name.clone()), profiles: vec![], target_profiles: vec![] };
+        let ctx_path = prof.elements[0].path.clone();
+        self.check_complex(Some(v), prof, 0, &ty, path, &ctx_path, rt.is_some());
+        let out = Rc::new(std::mem::replace(&mut self.issues, saved));
+        self.in_progress.remove(&key);
+        self.cache.insert(key, out.clone());
+        out
+    }
+
+    fn conforms(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, path: &mut String) -> bool {
+        if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+            if prof.type_name != rt && prof.type_name != "Resource" && prof.type_name != "DomainResource" {
+                return false;
+            }
+            // a resource conforms when it validates against the profile without errors
+            let saved_emitted = std::mem::take(&mut self.emitted);
+            let iss = self.profile_issues(v, prof, path);
+            self.emitted = saved_emitted;
+            return !has_errors(&iss);
+        }
+        let iss = self.profile_issues(v, prof, path);
+        !has_errors(&iss)
+    }
+
+    // ---------------------------------------------------------------- elements
+
+    /// Check one value of complex type against element `ei` of `prof`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_complex(&mut self, v: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &str, is_resource_root: bool) {
+        let Some(v) = v else { return };
+        let Some(obj) = v.as_object() else {
+            self.err("structure", path, format!("This property must be an object (type {}), not {}", ty.code, kind_name(v)));
+            return;
+        };
+        if obj.is_empty() {
+            self.err("structure", path, "Object must have some content (empty objects are not allowed)".into());
+            return;
+        }
+        let el = &prof.elements[ei as usize];
+        let children_of = if !el.children.is_empty() { Some(ei) } else { el.content_ref };
+        if let Some(ci) = children_of {
+            self.walk_object(obj, prof, ci, path, ctx_path, &ty.code, is_resource_root);
+        }
+        // the type's own definition (profiles or base type)
+        if !is_resource_root {
+            if !ty.profiles.is_empty() {
+                for p in &ty.profiles {
+                    match self.store.profile(p) {
+                        Some(tp) => self.validate_datatype(v, &tp, path, ctx_path),
+                        None => {
+                            if ty.code != "Extension" {
+                                self.err("not-found", path, format!("The profile {p} required for this element could not be found"));
+                            }
+                        }
+                    }
+                }
+            } else if children_of.is_none() {
+                if let Some(tp) = self.store.type_profile(&ty.code) {
+                    self.validate_datatype(v, &tp, path, ctx_path);
+                } else if ty.code != "BackboneElement" && ty.code != "Element" {
+                    self.warn("not-supported", path, format!("Unknown type {}: its content could not be checked", ty.code));
+                }
+            }
+        }
+        self.element_checks(v, None, prof, ei, ty, path, is_resource_root);
+        if ty.code == "Attachment" {
+            if let (Some(data), Some(size)) = (obj.get("data").and_then(Value::as_str), obj.get("size").and_then(Value::as_u64)) {
+                if let Some(n) = primitives::base64_len(data) {
+                    if n as u64 != size {
+                        self.err("value", path, format!("Stated Attachment Size {size} does not match actual attachment size {n}"));
+                    }
+                }
+            }
+        }
+        if ty.code == "Reference" {
+            self.check_reference(obj, &el.types, ty, path);
+        }
+    }
+
+    fn validate_datatype(&mut self, v: &'a Value, tp: &Arc<CompiledProfile>, path: &mut String, ctx_path: &str) {
+        let key = (ptr(v), Arc::as_ptr(tp) as usize);
+        if !self.emitted.insert(key) {
+            return;
+        }
+        let Some(obj) = v.as_object() else { return };
+        let root = &tp.elements[0];
+        if !root.children.is_empty() {
+            self.walk_object(obj, tp, 0, path, ctx_path, &tp.type_name.clone(), false);
+        }
+        let ty = CType { code: tp.type_name.clone(), profiles: vec![], target_profiles: vec![] };
+        self.element_checks(v, None, tp, 0, &ty, path, false);
+        if tp.type_name == "Extension" && tp.derivation == "constraint" {
+            self.check_extension_context(tp, path, ctx_path);
+        }
+    }
+
+    /// Map the properties of `obj` to the children of element `ei` and check each.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_object(&mut self, obj: &'a Map<String, Value>, prof: &Arc<CompiledProfile>, ei: u32, path: &mut String, ctx_path: &str, ctx_type: &str, is_resource_root: bool) {
+        let children = &prof.elements[ei as usize].children;
+        // property -> child
+        let mut found: Vec<(u32, &'a str, &'a Value, bool)> = Vec::with_capacity(obj.len());
+        for (k, v) in obj {
+            if k == "resourceType" && is_resource_root {
+                continue;
+            }
+            let (name, under) = match k.strip_prefix('_') {
+                Some(n) => (n, true),
+                None => (k.as_str(), false),
+            };
+            let mut hit = None;
+            for &c in children {
+                let ce = &prof.elements[c as usize];
+                if ce.choice {
+                    if name.len() > ce.name.len() && name.starts_with(ce.name.as_str()) && name.as_bytes()[ce.name.len()].is_ascii_uppercase() {
+                        hit = Some(c);
+                        break;
+                    }
+                } else if ce.name == name {
+                    hit = Some(c);
+                    break;
+                }
+            }
+            match hit {
+                Some(c) => found.push((c, k.as_str(), v, under)),
+                None => {
+                    let p = format!("{path}");
+                    self.err("structure", &p, format!("Unrecognized property '{k}': it is not an element of {}", prof.elements[ei as usize].path));
+                }
+            }
+        }
+        for &c in children {
+            let ce = &prof.elements[c as usize];
+            let mut main: Option<(&'a str, &'a Value)> = None;
+            let mut under: Option<&'a Value> = None;
+            let mut choice_keys: Vec<&'a str> = Vec::new();
+            for &(fc, k, v, u) in &found {
+                if fc != c {
+                    continue;
+                }
+                if u {
+                    under = Some(v);
+                    if main.is_none() && ce.choice {
+                        choice_keys.push(&k[1..]);
+                    }
+                } else {
+                    main = Some((k, v));
+                    if ce.choice && !choice_keys.contains(&k) {
+                        choice_keys.push(k);
+                    }
+                }
+            }
+            if main.is_none() && under.is_none() {
+                if ce.min > 0 {
+                    self.err("required", path, format!("{}: minimum required = {}, but only found 0 (from {})", ce.path, ce.min, prof.canonical()));
+                }
+                continue;
+            }
+            if ce.choice && choice_keys.len() > 1 {
+                self.err("structure", path, format!("Only one of {} is allowed for {}[x]", choice_keys.join(", "), ce.name));
+            }
+            // the JSON name actually used
+            let key: &str = match main {
+                Some((k, _)) => k,
+                None => choice_keys.first().copied().unwrap_or(ce.name.as_str()),
+            };
+            let ty = match self.element_type(ce, key) {
+                Ok(t) => t,
+                Err(m) => {
+                    self.err("structure", path, m);
+                    continue;
+                }
+            };
+            let seg = if ce.choice { format!("{}.ofType({})", ce.name, key[ce.name.len()..].to_string()) } else { ce.name.clone() };
+            // collect items
+            let mut items: Vec<(Option<&'a Value>, Option<&'a Value>)> = Vec::new();
+            let mv = main.map(|m| m.1);
+            if ce.many {
+                let ma = match mv {
+                    Some(Value::Array(a)) => Some(a),
+                    Some(other) => {
+                        self.err("structure", path, format!("The property {key} must be a JSON array, not {}", kind_name(other)));
+                        continue;
+                    }
+                    None => None,
+                };
+                let ua = match under {
+                    Some(Value::Array(a)) => Some(a),
+                    Some(other) => {
+                        self.err("structure", path, format!("The property _{key} must be a JSON array, not {}", kind_name(other)));
+                        continue;
+                    }
+                    None => None,
+                };
+                if ma.is_some_and(|a| a.is_empty()) || ua.is_some_and(|a| a.is_empty()) {
+                    self.err("structure", &format!("{path}.{seg}"), "Array cannot be empty - the property should not be present if it has no values".into());
+                    continue;
+                }
+                let n = ma.map(|a| a.len()).unwrap_or(0).max(ua.map(|a| a.len()).unwrap_or(0));
+                if let (Some(a), Some(b)) = (ma, ua) {
+                    if a.len() != b.len() {
+                        self.err("structure", path, format!("The arrays {key} and _{key} must have the same length"));
+                    }
+                }
+                for i in 0..n {
+                    let m = ma.and_then(|a| a.get(i)).filter(|v| !v.is_null());
+                    let u = ua.and_then(|a| a.get(i)).filter(|v| !v.is_null());
+                    if m.is_none() && u.is_none() {
+                        self.err("structure", &format!("{path}.{seg}[{i}]"), "Null values are not allowed (an array item must have a value or extensions)".into());
+                        continue;
+                    }
+                    if ma.and_then(|a| a.get(i)).is_some_and(|v| v.is_null()) && !is_primitive_code(&ty.code) {
+                        self.err("structure", &format!("{path}.{seg}[{i}]"), "Null values are not allowed".into());
+                    }
+                    items.push((m, u));
+                }
+            } else {
+                if let Some(Value::Array(_)) = mv {
+                    self.err("structure", path, format!("The property {key} must not be an array (it has a maximum cardinality of 1)"));
+                    continue;
+                }
+                if let Some(Value::Array(_)) = under {
+                    self.err("structure", path, format!("The property _{key} must not be an array"));
+                    continue;
+                }
+                if mv.is_some_and(Value::is_null) {
+                    self.err("structure", &format!("{path}.{seg}"), "Null values are not allowed; omit the property instead".into());
+                    continue;
+                }
+                items.push((mv, under));
+            }
+            let count = items.len() as u32;
+            if count < ce.min {
+                self.err("required", path, format!("{}: minimum required = {}, but only found {count} (from {})", ce.path, ce.min, prof.canonical()));
+            }
+            if let Some(max) = ce.max {
+                if count > max {
+                    self.err("structure", path, format!("{}: max allowed = {max}, but found {count} (from {})", ce.path, prof.canonical()));
+                }
+            }
+            let len0 = path.len();
+            let mut item_paths: Vec<String> = Vec::with_capacity(items.len());
+            for (i, (m, u)) in items.iter().enumerate() {
+                path.push('.');
+                path.push_str(&seg);
+                if ce.many {
+                    path.push('[');
+                    path.push_str(&i.to_string());
+                    path.push(']');
+                }
+                self.check_value(*m, *u, prof, c, &ty, path, ctx_path, ctx_type);
+                item_paths.push(path[len0..].to_string());
+                path.truncate(len0);
+            }
+            if !ce.slices.is_empty() || (ce.slicing.is_some()) {
+                self.check_slices(&items, &item_paths, prof, c, key, path, ctx_path, ctx_type);
+            } else if (ce.name == "extension" || ce.name == "modifierExtension") && !items.is_empty() {
+                for (i, (m, _)) in items.iter().enumerate() {
+                    if let Some(m) = m {
+                        path.push_str(&item_paths[i]);
+                        self.check_unsliced_extension(m, path, ctx_path, ctx_type);
+                        path.truncate(len0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The type of a value for element `ce`, given the JSON key used.
+    fn element_type(&self, ce: &CElement, key: &str) -> Result<CType, String> {
+        if ce.choice {
+            let suffix = key.strip_prefix(ce.name.as_str()).unwrap_or("");
+            if let Some(t) = ce.types.iter().find(|t| type_matches_suffix(&t.code, suffix)) {
+                return Ok(t.clone());
+            }
+            let allowed: Vec<&str> = ce.types.iter().map(|t| t.code.as_str()).collect();
+            return Err(format!("The type {suffix} is not allowed for {} (allowed types: [{}])", ce.path, allowed.join(", ")));
+        }
+        match ce.types.len() {
+            0 => Ok(CType { code: "BackboneElement".into(), profiles: vec![], target_profiles: vec![] }),
+            1 => Ok(ce.types[0].clone()),
+            _ => {
+                // same code with several profiles/targets: merge
+                let code = ce.types[0].code.clone();
+                if ce.types.iter().all(|t| t.code == code) {
+                    let mut t = ce.types[0].clone();
+                    for o in &ce.types[1..] {
+                        t.profiles.extend(o.profiles.iter().cloned());
+                        t.target_profiles.extend(o.target_profiles.iter().cloned());
+                    }
+                    Ok(t)
+                } else {
+                    Ok(ce.types[0].clone())
+                }
+            }
+        }
+    }
+
+    /// Check one item (array element or single value) of element `ei`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_value(&mut self, m: Option<&'a Value>, u: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &str, _ctx_type: &str) {
+        let el = &prof.elements[ei as usize];
+        if is_primitive_code(&ty.code) {
+            if let Some(v) = m {
+                let as_id = el.name == "id" && prof.kind == "resource" && prof.elements[0].children.contains(&ei);
+                let t = if as_id { "id" } else { ty.code.as_str() };
+                if let Some(msg) = primitives::check(t, v) {
+                    let msg = if as_id { format!("Invalid Resource id: {msg}") } else { msg };
+                    self.err("value", path, msg);
+                    return;
+                }
+            }
+            if let Some(u) = u {
+                match u.as_object() {
+                    Some(o) if o.is_empty() => self.err("structure", path, "Object must have some content (empty objects are not allowed)".into()),
+                    Some(o) => {
+                        if o.contains_key("value") {
+                            self.err("structure", path, "The primitive extension object (_x) must not contain a value".into());
+                        }
+                        if let Some(tp) = self.store.type_profile(&ty.code) {
+                            let el_path = el.path.clone();
+                            self.walk_object(o, &tp, 0, path, &el_path, &ty.code, false);
+                        }
+                    }
+                    None => self.err("structure", path, format!("The _ property of a primitive must be an object, not {}", kind_name(u))),
+                }
+            }
+            if let Some(v) = m {
+                self.element_checks(v, u, prof, ei, ty, path, false);
+            }
+            return;
+        }
+        if is_resource_type_code(self.store, &ty.code) {
+            if let Some(v) = m {
+                self.validate_resource(v, path, &ty.profiles, false);
+                if ty.code != "Resource" && ty.code != "DomainResource" {
+                    if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+                        if rt != ty.code {
+                            self.err("structure", path, format!("This element must contain a {} resource, not a {rt}", ty.code));
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        if u.is_some() {
+            self.err("structure", path, format!("Unrecognized property '_{}': only primitive elements may have a _ sibling", el.name));
+        }
+        let el_path = el.path.clone();
+        let _ = ctx_path;
+        self.check_complex(m, prof, ei, ty, path, &el_path, false);
+    }
+
+    /// fixed, pattern, maxLength, min/max value, binding, invariants.
+    #[allow(clippy::too_many_arguments)]
+    fn element_checks(&mut self, v: &'a Value, u: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &str, is_resource_root: bool) {
+        let el = &prof.elements[ei as usize];
+        if let Some(f) = &el.fixed {
+            if !json_eq(v, f) {
+                self.err("value", path, format!("Value is '{}' but is fixed to '{}' in the profile {}", short(v), short(f), prof.canonical()));
+            }
+        }
+        if let Some(p) = &el.pattern {
+            if !pattern_match(v, p) {
+                self.err("value", path, format!("The value {} does not match the required pattern {} (from {})", short(v), short(p), prof.canonical()));
+            }
+        }
+        if let (Some(ml), Some(s)) = (el.max_length, v.as_str()) {
+            if s.chars().count() > ml {
+                self.err("value", path, format!("The value is {} characters long, more than the maximum length {ml}", s.chars().count()));
+            }
+        }
+        if el.min_value.is_some() || el.max_value.is_some() {
+            self.check_min_max(v, el, path);
+        }
+        if let Some(b) = &el.binding {
+            if b.strength == "required" {
+                if let Some(vs) = &b.value_set {
+                    let vs = vs.clone();
+                    self.check_binding(v, &ty.code, &vs, path);
+                }
+            }
+        }
+        if !el.constraints.is_empty() {
+            let cons: Vec<Arc<Constraint>> = el.constraints.clone();
+            let focus_type = if is_resource_root {
+                v.get("resourceType").and_then(Value::as_str).unwrap_or(&prof.type_name).to_string()
+            } else if ty.code == "BackboneElement" || ty.code == "Element" {
+                el.path.clone()
+            } else {
+                ty.code.clone()
+            };
+            self.eval_constraints(v, u, &cons, &focus_type, path, prof);
+        }
+    }
+
+    fn check_min_max(&mut self, v: &Value, el: &CElement, path: &str) {
+        let num = |x: &Value| -> Option<rust_decimal::Decimal> {
+            match x {
+                Value::Number(n) => n.to_string().parse().ok(),
+                Value::Object(o) => o.get("value").and_then(|v| v.as_number()).and_then(|n| n.to_string().parse().ok()),
+                _ => None,
+            }
+        };
+        let s = |x: &Value| x.as_str().map(str::to_string).or_else(|| x.get("value").map(|v| v.to_string()));
+        if let Some(min) = &el.min_value {
+            if let (Some(a), Some(b)) = (num(v), num(min)) {
+                if a < b {
+                    self.err("value", path, format!("The value in the instance ({a}) is less than the specified minimum value ({b})"));
+                }
+            } else if let (Some(a), Some(b)) = (v.as_str(), min.as_str()) {
+                if a < b {
+                    self.err("value", path, format!("The value '{a}' is less than the specified minimum value '{b}'"));
+                }
+            }
+            let _ = s;
+        }
+        if let Some(max) = &el.max_value {
+            if let (Some(a), Some(b)) = (num(v), num(max)) {
+                if a > b {
+                    self.err("value", path, format!("The value in the instance ({a}) is greater than the specified maximum value ({b})"));
+                }
+            } else if let (Some(a), Some(b)) = (v.as_str(), max.as_str()) {
+                if a > b {
+                    self.err("value", path, format!("The value '{a}' is greater than the specified maximum value '{b}'"));
+                }
+            }
+        }
+    }
+
+    fn check_binding(&mut self, v: &Value, ty: &str, vs: &str, path: &str) {
+        let vs_label = || -> String { vs.to_string() };
+        let mut codings: Vec<(Option<&str>, &str, String)> = Vec::new();
+        match ty {
+            "code" | "string" | "uri" => {
+                if let Some(c) = v.as_str() {
+                    codings.push((None, c, path.to_string()));
+                }
+            }
+            "Coding" | "Quantity" => {
+                if let Some(c) = v.get("code").and_then(Value::as_str) {
+                    codings.push((v.get("system").and_then(Value::as_str), c, path.to_string()));
+                }
+            }
+            "CodeableConcept" => {
+                if let Some(cs) = v.get("coding").and_then(Value::as_array) {
+                    for (i, c) in cs.iter().enumerate() {
+                        if let Some(code) = c.get("code").and_then(Value::as_str) {
+                            codings.push((c.get("system").and_then(Value::as_str), code, format!("{path}.coding[{i}]")));
+                        }
+                    }
+                }
+            }
+            _ => return,
+        }
+        if codings.is_empty() {
+            return;
+        }
+        let mut unknown: Vec<(String, String, String)> = Vec::new();
+        let mut not: Vec<(String, String)> = Vec::new();
+        for (sys, code, p) in &codings {
+            match self.term.validate_code(vs, *sys, code) {
+                Membership::Member => return,
+                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), p.clone())),
+                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), p.clone(), r)),
+            }
+        }
+        let name = self.term.value_set_name(vs).map(|n| format!("'{n}' ")).unwrap_or_default();
+        if !unknown.is_empty() {
+            for (c, p, r) in unknown {
+                self.warn("code-invalid", &p, format!("The code {c} could not be checked against the required value set {name}({}): {r}", vs_label()));
+            }
+            return;
+        }
+        if ty == "CodeableConcept" && not.len() > 1 {
+            self.err("code-invalid", path, format!("None of the codings provided are in the value set {name}({}), and a code from this value set is required", vs_label()));
+        } else {
+            for (c, p) in not {
+                self.err("code-invalid", &p, format!("The code provided ({c}) was not found in the value set {name}({}), and a code from this value set is required", vs_label()));
+            }
+        }
+    }
+
+    fn eval_constraints(&mut self, v: &'a Value, u: Option<&'a Value>, cons: &[Arc<Constraint>], focus_type: &str, path: &str, prof: &Arc<CompiledProfile>) {
+        let (res, root) = self.resources.last().copied().unwrap_or((v, v));
+        let bundle = self.bundles.last().cloned();
+        let resolver = EvalResolver { bundle: bundle.as_deref(), container: Some(root) };
+        let fctx = fhirpath::Context::new(self.model).with_resource(res).with_root_resource(root).with_resolver(&resolver);
+        let item = fhirpath::Item::from_json(self.model, v, u, focus_type);
+        for c in cons {
+            match &c.parsed {
+                Err(e) => self.warn("invariant", path, format!("Constraint {} ({}) could not be parsed, so it was not checked: {e}", c.key, c.expression)),
+                Ok(expr) => match fhirpath::evaluate_items_bool(expr, &fctx, vec![item.clone()]) {
+                    Ok(Some(false)) => {
+                        let sev = if c.severity_error { Severity::Error } else { Severity::Warning };
+                        let mut msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
+                        if c.source != prof.url && !c.source.is_empty() && !c.source.starts_with("http://hl7.org/fhir/StructureDefinition/") {
+                            msg.push_str(&format!(" (defined in {})", c.source));
+                        } else if !prof.url.starts_with("http://hl7.org/fhir/StructureDefinition/") {
+                            msg.push_str(&format!(" (from {})", prof.url));
+                        }
+                        self.issues.push(Issue::new(sev, "invariant", path, msg).with_rule(c.key.clone()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.warn("invariant", path, format!("Constraint {} could not be evaluated, so it was not checked: {}", c.key, e.message)),
+                },
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- references
+
+    fn check_reference(&mut self, obj: &'a Map<String, Value>, _types: &[CType], ty: &CType, path: &str) {
+        let Some(r) = obj.get("reference").and_then(Value::as_str) else { return };
+        let mut resolved: Option<&'a Value> = None;
+        if let Some(id) = r.strip_prefix('#') {
+            let container = self.resources.last().map(|x| x.1);
+            match container.and_then(|c| find_contained(c, id)) {
+                Some(t) => resolved = Some(t),
+                None => {
+                    self.err("not-found", path, format!("Unable to resolve resource with reference '{r}': no contained resource has that id"));
+                    return;
+                }
+            }
+        } else if let Some(b) = self.bundles.last().cloned() {
+            resolved = b.resolve(r);
+            if resolved.is_none() {
+                if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
+                    self.err("not-found", path, format!("Can't find '{r}' in the bundle: no entry has this fullUrl"));
+                } else if b.is_document {
+                    self.err("not-found", path, format!("Can't find '{r}' in the bundle: references in a document must resolve inside the document"));
+                }
+            }
+        }
+        if ty.target_profiles.is_empty() {
+            return;
+        }
+        let rtype: Option<String> = resolved
+            .and_then(|t| t.get("resourceType").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                let parts: Vec<&str> = r.split('/').collect();
+                let n = parts.len();
+                let t = if n >= 4 && parts[n - 2] == "_history" { parts[n - 4] } else if n >= 2 { parts[n - 2] } else { return None };
+                (t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphabetic())).then(|| t.to_string())
+            });
+        let Some(rtype) = rtype else { return };
+        let mut allowed: Vec<String> = Vec::new();
+        for tp in &ty.target_profiles {
+            let t = match self.store.sd_meta(tp) {
+                Some((_, Some(t))) => t.to_string(),
+                _ => tp.rsplit('/').next().unwrap_or(tp).split('|').next().unwrap_or("").to_string(),
+            };
+            if t == "Resource" || t == "DomainResource" {
+                return;
+            }
+            allowed.push(t);
+        }
+        if !allowed.iter().any(|a| *a == rtype) {
+            self.err("structure", path, format!("The type '{rtype}' implied by the reference URL {r} is not a valid Target for this element (must be one of [{}])", allowed.join(", ")));
+        }
+    }
+
+    // ---------------------------------------------------------------- extensions
+
+    fn check_unsliced_extension(&mut self, ext: &'a Value, path: &mut String, ctx_path: &str, _ctx_type: &str) {
+        let Some(url) = ext.get("url").and_then(Value::as_str) else { return };
+        if !url.contains(':') {
+            return; // relative url: a sub-extension of a complex extension, checked by its parent
+        }
+        match self.store.profile(url) {
+            Some(ep) if ep.type_name == "Extension" => self.validate_datatype(ext, &ep, path, ctx_path),
+            Some(_) => self.err("structure", path, format!("The URL {url} is not an extension definition")),
+            None => {
+                if url.starts_with("http://example.org") || url.starts_with("https://example.org") {
+                    self.err("not-found", path, format!("The extension {url} could not be found so is not allowed here (example URLs are not allowed)"));
+                } else {
+                    self.err("not-found", path, format!("The extension {url} could not be found so is not allowed here"));
+                }
+            }
+        }
+    }
+
+    fn check_extension_context(&mut self, ep: &Arc<CompiledProfile>, path: &str, ctx_path: &str) {
+        if ep.contexts.is_empty() {
+            return;
+        }
+        // ctx_path is the element holding the extension (e.g. Patient.birthDate, Coding, Extension)
+        let base_path: String = ctx_path.split('.').map(|s| s.split(':').next().unwrap_or(s)).collect::<Vec<_>>().join(".");
+        let holder_type = self.model.child_element_type_name(&base_path);
+        let mut allowed = Vec::new();
+        for (t, e) in &ep.contexts {
+            match t.as_str() {
+                "element" => {
+                    if e == "Element" || e == "Base" || *e == base_path || Some(e.as_str()) == holder_type.as_deref() || e == "Resource" && !base_path.contains('.') || e == "DomainResource" && !base_path.contains('.') {
+                        return;
+                    }
+                    // a datatype context (CodeableConcept) against the holder's type
+                    if let Some(ht) = &holder_type {
+                        if self.model.is_subtype(ht, e) {
+                            return;
+                        }
+                    }
+                    if !base_path.contains('.') && self.model.is_subtype(&base_path, e) {
+                        return;
+                    }
+                    allowed.push(e.clone());
+                }
+                "extension" => {
+                    if base_path == "Extension" || base_path.ends_with(".extension") {
+                        return;
+                    }
+                    allowed.push(format!("extension {e}"));
+                }
+                _ => return, // fhirpath contexts are not checked
+            }
+        }
+        self.err("structure", path, format!("The extension {} is not allowed to be used at this point ({base_path}); allowed contexts: {}", ep.url, allowed.join(", ")));
+    }
+
+    // ---------------------------------------------------------------- slicing
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_paths: &[String], prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &str, ctx_type: &str) {
+        let ce = &prof.elements[ci as usize];
+        let slices = ce.slices.clone();
+        let slicing = ce.slicing.clone();
+        let is_ext = ce.name == "extension" || ce.name == "modifierExtension";
+        let (ordered, rules) = slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
+        let mut counts = vec![0u32; slices.len()];
+        let mut last = 0usize;
+        let mut unmatched_seen = false;
+        let len0 = path.len();
+        for (i, (m, u)) in items.iter().enumerate() {
+            path.push_str(&item_paths[i]);
+            let mut matched = None;
+            if let Some(v) = m {
+                for (si, &s) in slices.iter().enumerate() {
+                    if self.slice_matches(v, prof, ci, s, key, path) {
+                        matched = Some(si);
+                        break;
+                    }
+                }
+            }
+            match matched {
+                Some(si) => {
+                    counts[si] += 1;
+                    if ordered && si < last {
+                        self.err("structure", path, format!("As specified by profile {}, element '{}' is out of order (slice {} must come before slice {})", prof.canonical(), ce.path, prof.elements[slices[si] as usize].slice_name.as_deref().unwrap_or(""), prof.elements[slices[last] as usize].slice_name.as_deref().unwrap_or("")));
+                    }
+                    last = last.max(si);
+                    if rules == SlicingRules::OpenAtEnd && unmatched_seen {
+                        self.err("structure", path, format!("The element does not match a slice but comes before sliced elements, and slicing of {} is openAtEnd", ce.path));
+                    }
+                    let se = &prof.elements[slices[si] as usize];
+                    match self.element_type(se, key) {
+                        Ok(ty) => self.check_value(*m, *u, prof, slices[si], &ty, path, ctx_path, ctx_type),
+                        Err(msg) => self.err("structure", path, msg),
+                    }
+                }
+                None => {
+                    unmatched_seen = true;
+                    if rules == SlicingRules::Closed {
+                        let names: Vec<&str> = slices.iter().filter_map(|&s| prof.elements[s as usize].slice_name.as_deref()).collect();
+                        self.err("structure", path, format!("This element does not match any known slice defined in the profile {} and slicing of {} is CLOSED (slices: {})", prof.canonical(), ce.path, names.join(", ")));
+                    } else if is_ext {
+                        if let Some(v) = m {
+                            self.check_unsliced_extension(v, path, ctx_path, ctx_type);
+                        }
+                    }
+                }
+            }
+            path.truncate(len0);
+        }
+        for (si, &s) in slices.iter().enumerate() {
+            let se = &prof.elements[s as usize];
+            let name = se.slice_name.as_deref().unwrap_or("");
+            if counts[si] < se.min {
+                self.err("required", path, format!("{}:{name}: minimum required = {}, but only found {} (from {})", ce.path, se.min, counts[si], prof.canonical()));
+            }
+            if let Some(max) = se.max {
+                if counts[si] > max {
+                    self.err("structure", path, format!("{}:{name}: max allowed = {max}, but found {} (from {})", ce.path, counts[si], prof.canonical()));
+                }
+            }
+        }
+    }
+
+    fn slice_matches(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, ci: u32, si: u32, key: &str, path: &mut String) -> bool {
+        let ce = &prof.elements[ci as usize];
+        let discs = match &ce.slicing {
+            Some(s) if !s.discriminators.is_empty() => s.discriminators.clone(),
+            _ => {
+                if ce.name == "extension" || ce.name == "modifierExtension" {
+                    vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }]
+                } else if ce.choice {
+                    vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }]
+                } else {
+                    return false;
+                }
+            }
+        };
+        for d in &discs {
+            let ok = match d.kind {
+                DiscriminatorType::Value | DiscriminatorType::Pattern => {
+                    let Some((expected, fixed)) = self.slice_value_at(prof, si, &d.path) else { continue };
+                    let actual = self.instance_at(v, &d.path, key);
+                    if fixed || d.kind == DiscriminatorType::Value {
+                        actual.iter().any(|a| json_eq(a, &expected) || (!fixed && pattern_match(a, &expected)))
+                    } else {
+                        actual.iter().any(|a| pattern_match(a, &expected))
+                    }
+                }
+                DiscriminatorType::Type => {
+                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
+                    let codes: Vec<String> = tp.elements[tei as usize].types.iter().map(|t| t.code.clone()).collect();
+                    if d.path == "$this" && ce.choice {
+                        let suffix = key.strip_prefix(ce.name.as_str()).unwrap_or("");
+                        codes.iter().any(|c| type_matches_suffix(c, suffix))
+                    } else {
+                        let actual = self.instance_at(v, &d.path, key);
+                        actual.iter().any(|a| {
+                            let rt = a.get("resourceType").and_then(Value::as_str);
+                            rt.is_some_and(|rt| codes.iter().any(|c| c == rt))
+                        })
+                    }
+                }
+                DiscriminatorType::Profile => {
+                    let resolve = d.path.ends_with("resolve()");
+                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
+                    let profiles: Vec<String> = tp.elements[tei as usize]
+                        .types
+                        .iter()
+                        .flat_map(|t| if resolve { t.target_profiles.clone() } else { t.profiles.clone() })
+                        .collect();
+                    if profiles.is_empty() {
+                        continue;
+                    }
+                    let actual = self.instance_at(v, &d.path, key);
+                    let mut any = false;
+                    'outer: for a in actual {
+                        for p in &profiles {
+                            if let Some(pp) = self.store.profile(p) {
+                                let mut sub = path.clone();
+                                if !resolve && d.path == "resource" {
+                                    sub.push_str(".resource");
+                                }
+                                if self.conforms(a, &pp, &mut sub) {
+                                    any = true;
+                                    break 'outer;
+                                }
+                            }
+                        }
+                    }
+                    any
+                }
+                DiscriminatorType::Exists => {
+                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
+                    let e = &tp.elements[tei as usize];
+                    let exists = !self.instance_at(v, &d.path, key).is_empty();
+                    if e.min > 0 { exists } else if e.max == Some(0) { !exists } else { true }
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Values at a discriminator path in an instance.
+    fn instance_at(&self, v: &'a Value, dpath: &str, key: &str) -> Vec<&'a Value> {
+        let mut cur: Vec<&'a Value> = vec![v];
+        let segs = split_path(dpath);
+        let mut i = 0;
+        while i < segs.len() {
+            let seg = segs[i].trim();
+            let mut next = Vec::new();
+            if seg == "$this" || seg.is_empty() {
+                i += 1;
+                continue;
+            } else if seg == "resolve()" {
+                for c in &cur {
+                    if let Some(r) = c.get("reference").and_then(Value::as_str) {
+                        let res = if let Some(id) = r.strip_prefix('#') {
+                            self.resources.last().and_then(|x| find_contained(x.1, id))
+                        } else {
+                            self.bundles.last().and_then(|b| b.resolve(r))
+                        };
+                        if let Some(res) = res {
+                            next.push(res);
+                        }
+                    }
+                }
+            } else if let Some(url) = fn_arg(seg, "extension") {
+                for c in &cur {
+                    if let Some(a) = c.get("extension").and_then(Value::as_array) {
+                        next.extend(a.iter().filter(|e| e.get("url").and_then(Value::as_str) == Some(url)));
+                    }
+                }
+            } else if let Some(t) = fn_arg(seg, "ofType").or_else(|| fn_arg(seg, "as")) {
+                // only meaningful right after a choice name; handled there
+                let _ = t;
+                next = cur.clone();
+            } else {
+                let of_type = segs.get(i + 1).and_then(|s| fn_arg(s.trim(), "ofType").or_else(|| fn_arg(s.trim(), "as")));
+                for c in &cur {
+                    let Some(o) = c.as_object() else { continue };
+                    if let Some(x) = o.get(seg) {
+                        push_flat(&mut next, x);
+                    } else {
+                        for (k, x) in o {
+                            if let Some(t) = type_of_key(k, seg) {
+                                if of_type.is_none_or(|ot| type_matches_suffix(ot, &t)) {
+                                    push_flat(&mut next, x);
+                                }
+                            }
+                        }
+                    }
+                }
+                if of_type.is_some() {
+                    i += 1;
+                }
+            }
+            let _ = key;
+            cur = next;
+            i += 1;
+        }
+        cur
+    }
+
+    /// The element a discriminator path designates inside a slice (following into type profiles).
+    fn slice_element_at(&self, prof: &Arc<CompiledProfile>, si: u32, dpath: &str) -> Option<(Arc<CompiledProfile>, u32)> {
+        let mut cur = (prof.clone(), si);
+        for seg in split_path(dpath) {
+            let seg = seg.trim();
+            if seg == "$this" || seg.is_empty() || seg == "resolve()" || seg.starts_with("ofType(") || seg.starts_with("as(") {
+                continue;
+            }
+            if let Some(url) = fn_arg(seg, "extension") {
+                let ext = self.child_named(&cur, "extension")?;
+                let e = &ext.0.elements[ext.1 as usize];
+                let s = e.slices.iter().find(|&&s| ext.0.elements[s as usize].types.iter().any(|t| t.profiles.iter().any(|p| p == url)))?;
+                cur = (ext.0.clone(), *s);
+                continue;
+            }
+            cur = self.child_named(&cur, seg)?;
+        }
+        Some(cur)
+    }
+
+    fn child_named(&self, cur: &(Arc<CompiledProfile>, u32), name: &str) -> Option<(Arc<CompiledProfile>, u32)> {
+        let (p, ei) = cur;
+        let e = &p.elements[*ei as usize];
+        let ci = if !e.children.is_empty() { Some(*ei) } else { e.content_ref };
+        if let Some(ci) = ci {
+            if let Some(&c) = p.elements[ci as usize].children.iter().find(|&&c| p.elements[c as usize].name == name) {
+                return Some((p.clone(), c));
+            }
+        }
+        // into the type's definition
+        let t = e.types.first()?;
+        let tp = match t.profiles.first() {
+            Some(pr) => self.store.profile(pr)?,
+            None => self.store.type_profile(&t.code)?,
+        };
+        let c = *tp.elements[0].children.iter().find(|&&c| tp.elements[c as usize].name == name)?;
+        Some((tp, c))
+    }
+
+    /// (value, is_fixed) of the fixed/pattern at a discriminator path in a slice.
+    fn slice_value_at(&self, prof: &Arc<CompiledProfile>, si: u32, dpath: &str) -> Option<(Value, bool)> {
+        if let Some((p, ei)) = self.slice_element_at(prof, si, dpath) {
+            let e = &p.elements[ei as usize];
+            if let Some(f) = &e.fixed {
+                return Some((f.clone(), true));
+            }
+            if let Some(pt) = &e.pattern {
+                return Some((pt.clone(), false));
+            }
+        }
+        // extension slices: the url is the extension definition's own url
+        let se = &prof.elements[si as usize];
+        if dpath == "url" {
+            if let Some(p) = se.types.first().and_then(|t| t.profiles.first()) {
+                return Some((Value::String(split_canonical(p).0.to_string()), true));
+            }
+        }
+        None
+    }
+}
+
+fn push_flat<'a>(out: &mut Vec<&'a Value>, v: &'a Value) {
+    match v {
+        Value::Array(a) => out.extend(a.iter()),
+        other => out.push(other),
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Helpers over the FHIRPath model.
+trait ModelExt {
+    fn child_element_type_name(&self, path: &str) -> Option<String>;
+}
+
+impl ModelExt for fhirpath::Model {
+    /// The type of the element at `Type.a.b` (None for a bare type name).
+    fn child_element_type_name(&self, path: &str) -> Option<String> {
+        let mut segs = path.split('.');
+        let mut ty = segs.next()?.to_string();
+        let mut any = false;
+        for s in segs {
+            any = true;
+            let el = self.child_element(&ty, s)?;
+            let t = el.types.first()?;
+            let name = self.type_name(*t);
+            ty = if name == "BackboneElement" || name == "Element" { format!("{ty}.{s}") } else { name.to_string() };
+        }
+        any.then_some(ty)
+    }
+}
