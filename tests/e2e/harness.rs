@@ -153,6 +153,9 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            return self.base.clone();
+        }
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
@@ -207,18 +210,19 @@ pub fn free_port() -> u16 {
 /// Runs an async test body against SQLite and against PostgreSQL.
 #[macro_export]
 macro_rules! both_engines {
-    ($name:ident, $body:expr) => {
+    ($name:ident, |$db:ident| async move $body:block) => {
         mod $name {
+            #[allow(unused_imports)]
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = $crate::harness::Database::create($crate::harness::Engine::Sqlite).await.expect("sqlite");
-                ($body)(db).await;
+                let $db = $crate::harness::Database::create($crate::harness::Engine::Sqlite).await.expect("sqlite");
+                $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = $crate::harness::Database::create($crate::harness::Engine::Postgres).await {
-                    ($body)(db).await;
+                if let Some($db) = $crate::harness::Database::create($crate::harness::Engine::Postgres).await {
+                    $body
                 }
             }
         }

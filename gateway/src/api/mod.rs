@@ -44,6 +44,7 @@ pub fn router(state: SharedState) -> Router {
         .fallback(rest::unknown_path)
         .method_not_allowed_fallback(rest::not_allowed);
     Router::new()
+        .route("/fhir/", get(rest::not_allowed).post(bundle::post_base))
         .nest("/fhir", fhir)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
