@@ -78,10 +78,21 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, Issue> {
 /// Sort-stable de-duplication.
 fn finish(issues: Vec<Issue>) -> Vec<Issue> {
     let mut seen = HashSet::with_capacity(issues.len());
-    issues.into_iter().filter(|i| seen.insert((i.severity, i.expression.clone(), i.message.clone()))).collect()
+    issues
+        .into_iter()
+        .filter(|i| {
+            let k = match &i.rule {
+                Some(r) => format!("rule:{r}"),
+                None => i.message.clone(),
+            };
+            seen.insert((i.severity, i.expression.clone(), k))
+        })
+        .collect()
 }
 
 struct BundleIndex<'a> {
+    path: String,
+    entry_of: HashMap<usize, usize>,
     by_full_url: HashMap<&'a str, &'a Value>,
     by_type_id: HashMap<String, Vec<&'a Value>>,
     is_document: bool,
@@ -341,6 +352,8 @@ impl<'a> Ctx<'a> {
 
     fn enter_bundle(&mut self, b: &'a Value, path: &str) -> bool {
         let mut idx = BundleIndex {
+            path: path.to_string(),
+            entry_of: HashMap::new(),
             by_full_url: HashMap::new(),
             by_type_id: HashMap::new(),
             is_document: b.get("type").and_then(Value::as_str) == Some("document"),
@@ -372,6 +385,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
                 if let Some(r) = res {
+                    idx.entry_of.insert(ptr(r), i);
                     if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
                         idx.by_type_id.entry(format!("{rt}/{id}")).or_default().push(r);
                     }
@@ -419,9 +433,18 @@ impl<'a> Ctx<'a> {
             if prof.type_name != rt && prof.type_name != "Resource" && prof.type_name != "DomainResource" {
                 return false;
             }
-            // a resource conforms when it validates against the profile without errors
+            // a resource conforms when it validates against the profile without errors; validate it
+            // where it lives (its bundle entry), as the root of its own resource context
+            let mut own_path = path.clone();
+            if let Some(b) = self.bundles.last() {
+                if let Some(i) = b.entry_of.get(&ptr(v)) {
+                    own_path = format!("{}.entry[{i}].resource", b.path);
+                }
+            }
             let saved_emitted = std::mem::take(&mut self.emitted);
-            let iss = self.profile_issues(v, prof, path);
+            self.resources.push((v, v));
+            let iss = self.profile_issues(v, prof, &mut own_path);
+            self.resources.pop();
             self.emitted = saved_emitted;
             return !has_errors(&iss);
         }
@@ -725,8 +748,8 @@ impl<'a> Ctx<'a> {
                             self.err("structure", path, "The primitive extension object (_x) must not contain a value".into());
                         }
                         if let Some(tp) = self.store.type_profile(&ty.code) {
-                            let el_path = el.path.clone();
-                            self.walk_object(o, &tp, 0, path, &el_path, &ty.code, false);
+                            let child_ctx = format!("{ctx_path}.{}", el.name);
+                            self.walk_object(o, &tp, 0, path, &child_ctx, &ty.code, false);
                         }
                     }
                     None => self.err("structure", path, format!("The _ property of a primitive must be an object, not {}", kind_name(u))),
@@ -753,9 +776,13 @@ impl<'a> Ctx<'a> {
         if u.is_some() {
             self.err("structure", path, format!("Unrecognized property '_{}': only primitive elements may have a _ sibling", el.name));
         }
-        let el_path = el.path.clone();
-        let _ = ctx_path;
-        self.check_complex(m, prof, ei, ty, path, &el_path, false);
+        if el.name == "extension" || el.name == "modifierExtension" {
+            // the holder of the extension is the context
+            self.check_complex(m, prof, ei, ty, path, ctx_path, false);
+        } else {
+            let child_ctx = format!("{ctx_path}.{}", el.name);
+            self.check_complex(m, prof, ei, ty, path, &child_ctx, false);
+        }
     }
 
     /// fixed, pattern, maxLength, min/max value, binding, invariants.
@@ -992,10 +1019,11 @@ impl<'a> Ctx<'a> {
             return;
         }
         // ctx_path is the element holding the extension (e.g. Patient.birthDate, Coding, Extension)
-        let base_path: String = ctx_path.split('.').map(|s| s.split(':').next().unwrap_or(s)).collect::<Vec<_>>().join(".");
+        let base_path: String = ctx_path.to_string();
         let holder_type = self.model.child_element_type_name(&base_path);
         let mut allowed = Vec::new();
         for (t, e) in &ep.contexts {
+            let e = &e.replace("[x]", "");
             match t.as_str() {
                 "element" => {
                     if e == "Element" || e == "Base" || *e == base_path || Some(e.as_str()) == holder_type.as_deref() || e == "Resource" && !base_path.contains('.') || e == "DomainResource" && !base_path.contains('.') {
