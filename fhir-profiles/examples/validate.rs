@@ -28,8 +28,17 @@ fn main() {
     for f in files {
         let bytes = std::fs::read(&f).expect("read");
         let t = std::time::Instant::now();
-        let issues = v.validate_json(&bytes, &opts);
-        let el = t.elapsed();
+        let mut issues = v.validate_json(&bytes, &opts);
+        let mut el = t.elapsed();
+        let repeat: usize = std::env::var("REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if repeat > 0 {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            let t = std::time::Instant::now();
+            for _ in 0..repeat {
+                issues = v.validate(&value, &opts);
+            }
+            el = t.elapsed() / repeat as u32;
+        }
         println!("== {} ({:?}) {}", f.display(), el, if has_errors(&issues) { "INVALID" } else { "valid" });
         for i in &issues {
             println!("  {} [{}] {} @ {}", i.severity.as_str(), i.code, i.message, i.expression);

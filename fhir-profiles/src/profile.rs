@@ -21,6 +21,8 @@ pub struct CompiledProfile {
     pub elements: Vec<CElement>,
     /// Extension contexts (`(type, expression)`), for extension definitions.
     pub contexts: Vec<(String, String)>,
+    /// The differential only constrains the root element (a rule profile adding invariants).
+    pub diff_root_only: bool,
     /// Snapshot generation problem, if the snapshot had to be generated and failed partially.
     pub snapshot_error: Option<String>,
 }
@@ -330,7 +332,9 @@ impl PackageStore {
                     Some(p) => format!("{}:{}", &id[..last_dot.map(|p| p + 1).unwrap_or(0) + colon], &slice_part[..p]),
                     None => id[..last_dot.map(|p| p + 1).unwrap_or(0) + colon].to_string(),
                 };
-                if let Some(&b) = by_id.get(&base_id) {
+                // a '/' in a slice name is a reslice only when the outer slice exists
+                let whole = id[..last_dot.map(|p| p + 1).unwrap_or(0) + colon].to_string();
+                if let Some(&b) = by_id.get(&base_id).or_else(|| by_id.get(&whole)) {
                     out[b as usize].slices.push(i as u32);
                     continue;
                 }
@@ -364,6 +368,11 @@ impl PackageStore {
             type_name: sd.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
             kind: sd.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
             derivation: sd.get("derivation").and_then(Value::as_str).unwrap_or("specialization").to_string(),
+            diff_root_only: sd
+                .get("differential")
+                .and_then(|d| d.get("element"))
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().all(|e| e.get("path").and_then(Value::as_str).is_some_and(|p| !p.contains('.')))),
             elements: out,
             contexts,
             snapshot_error,

@@ -309,7 +309,7 @@ impl<'a> Ctx<'a> {
             let extra_rules: Vec<String> = self.rules.also_check(&prof.url).to_vec();
             for r in extra_rules {
                 match self.store.profile(&r) {
-                    Some(rp) => self.validate_against(res, &rp, path),
+                    Some(rp) => self.apply_rule_profile(res, &rp, path),
                     None => self.warn("not-found", path, format!("The gateway rule profile {r} (for {}) could not be loaded", prof.url)),
                 }
             }
@@ -318,13 +318,27 @@ impl<'a> Ctx<'a> {
         let type_rules: Vec<String> = self.rules.for_type(rt).to_vec();
         for r in type_rules {
             if let Some(rp) = self.store.profile(&r) {
-                self.validate_against(res, &rp, path);
+                self.apply_rule_profile(res, &rp, path);
             }
         }
         if pushed_bundle {
             self.bundles.pop();
         }
         self.resources.pop();
+    }
+
+    /// A gateway rule profile: constraints only when its differential only touches the root.
+    fn apply_rule_profile(&mut self, v: &'a Value, rp: &Arc<CompiledProfile>, path: &mut String) {
+        if rp.diff_root_only {
+            let key = (ptr(v), Arc::as_ptr(rp) as usize);
+            if !self.emitted.insert(key) {
+                return;
+            }
+            let focus = v.get("resourceType").and_then(Value::as_str).unwrap_or(&rp.type_name).to_string();
+            self.eval_constraints(v, None, &rp.elements[0].constraints, &focus, path, rp);
+        } else {
+            self.validate_against(v, rp, path);
+        }
     }
 
     fn lookup_profile(&mut self, p: &str, explicit: bool, path: &str) -> Option<Arc<CompiledProfile>> {
@@ -521,6 +535,12 @@ impl<'a> Ctx<'a> {
         self.element_checks(v, None, tp, 0, &ty, path, false);
         if tp.type_name == "Extension" && tp.derivation == "constraint" {
             self.check_extension_context(tp, path, ctx_path);
+        }
+        let rules: Vec<String> = self.rules.also_check(&tp.url).to_vec();
+        for r in rules {
+            if let Some(rp) = self.store.profile(&r) {
+                self.apply_rule_profile(v, &rp, path);
+            }
         }
     }
 
