@@ -9,6 +9,7 @@ use crate::{Context, EvalError};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -179,7 +180,7 @@ impl<'c, 'a> Ev<'c, 'a> {
     fn node_type(&self, n: &Node<'a>) -> Option<(TypeId, &'a TypeDef)> {
         let t = n.ty?;
         let tid = n.tid?;
-        if t.kind == Kind::Resource {
+        if t.kind == Kind::Resource && t.is_abstract {
             if let Some(rt) = n.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
                 if rt != &*t.name {
                     if let Some(id) = self.m.type_id(rt) {
@@ -205,7 +206,7 @@ impl<'c, 'a> Ev<'c, 'a> {
 
     fn looks_like_type_name(&self, it: &Item<'a>, name: &str) -> bool {
         let Item::Node(n) = it else { return false };
-        if !self.m.is_resource_type(name) {
+        if !name.starts_with(|c: char| c.is_ascii_uppercase()) || !self.m.is_resource_type(name) {
             return false;
         }
         // Only when the focus has no such child element.
@@ -268,7 +269,7 @@ impl<'c, 'a> Ev<'c, 'a> {
     fn push_node(&self, out: &mut Vec<Item<'a>>, value: Option<&'a Value>, ext: Option<&'a Value>, tid: Option<TypeId>) {
         let mut tid = tid;
         if let (Some(t), Some(Value::Object(o))) = (tid, value) {
-            if self.m.def(t).kind == Kind::Resource {
+            if self.m.def(t).kind == Kind::Resource && self.m.def(t).is_abstract {
                 if let Some(rt) = o.get("resourceType").and_then(Value::as_str) {
                     if let Some(id) = self.m.type_id(rt) {
                         tid = Some(id);
@@ -483,60 +484,72 @@ impl<'c, 'a> Ev<'c, 'a> {
 
     // ---------- operators ----------
 
-    fn binary(&self, op: BinOp, l: &Expr, r: &Expr, input: &[Item<'a>], fr: &Frame<'a>) -> R<'a> {
+    /// Evaluate an operand, borrowing literals from the AST (no allocation).
+    fn operand<'x>(&self, e: &'x Expr, input: &[Item<'a>], fr: &Frame<'a>) -> Result<Cow<'x, [Item<'a>]>, EvalError> {
+        match e {
+            Expr::Literal(it) => Ok(Cow::Borrowed(std::slice::from_ref(it))),
+            _ => Ok(Cow::Owned(self.eval(e, input, fr)?)),
+        }
+    }
+
+    /// Evaluate an expression in a boolean context (singleton evaluation), avoiding allocations
+    /// for logical operators and comparisons.
+    pub(crate) fn eval_bool(&self, e: &Expr, input: &[Item<'a>], fr: &Frame<'a>, what: &str) -> Result<Option<bool>, EvalError> {
         use BinOp::*;
-        match op {
-            And | Or | Xor | Implies => {
-                let a = self.to_bool(&self.eval(l, input, fr)?, "boolean operator")?;
-                // short-circuit
-                match (op, a) {
-                    (And, Some(false)) => return Ok(vec![Item::Boolean(false)]),
-                    (Or, Some(true)) => return Ok(vec![Item::Boolean(true)]),
-                    (Implies, Some(false)) => return Ok(vec![Item::Boolean(true)]),
-                    _ => {}
-                }
-                let b = self.to_bool(&self.eval(r, input, fr)?, "boolean operator")?;
-                let res = match op {
-                    And => match (a, b) {
-                        (_, Some(false)) => Some(false),
-                        (Some(true), Some(true)) => Some(true),
-                        _ => None,
-                    },
-                    Or => match (a, b) {
-                        (_, Some(true)) => Some(true),
-                        (Some(false), Some(false)) => Some(false),
-                        _ => None,
-                    },
-                    Xor => match (a, b) {
-                        (Some(x), Some(y)) => Some(x != y),
-                        _ => None,
-                    },
-                    _ => match (a, b) {
-                        (Some(true), b) => b,
-                        (None, Some(true)) => Some(true),
-                        _ => None,
-                    },
-                };
-                return Ok(res.map(Item::Boolean).into_iter().collect());
+        match e {
+            Expr::Literal(Item::Boolean(b)) => Ok(Some(*b)),
+            Expr::Binary(op @ (And | Or | Xor | Implies), l, r) => self.logic(*op, l, r, input, fr),
+            Expr::Binary(op @ (Eq | Ne | Lt | Gt | Le | Ge), l, r) => self.comparison(*op, l, r, input, fr),
+            _ => {
+                let v = self.eval(e, input, fr)?;
+                self.to_bool(&v, what)
             }
+        }
+    }
+
+    fn logic(&self, op: BinOp, l: &Expr, r: &Expr, input: &[Item<'a>], fr: &Frame<'a>) -> Result<Option<bool>, EvalError> {
+        use BinOp::*;
+        let a = self.eval_bool(l, input, fr, "boolean operator")?;
+        // short-circuit
+        match (op, a) {
+            (And, Some(false)) => return Ok(Some(false)),
+            (Or, Some(true)) => return Ok(Some(true)),
+            (Implies, Some(false)) => return Ok(Some(true)),
             _ => {}
         }
-        let a = self.eval(l, input, fr)?;
-        let b = self.eval(r, input, fr)?;
+        let b = self.eval_bool(r, input, fr, "boolean operator")?;
+        Ok(match op {
+            And => match (a, b) {
+                (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Or => match (a, b) {
+                (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Xor => match (a, b) {
+                (Some(x), Some(y)) => Some(x != y),
+                _ => None,
+            },
+            _ => match (a, b) {
+                (Some(true), b) => b,
+                (None, Some(true)) => Some(true),
+                _ => None,
+            },
+        })
+    }
+
+    fn comparison(&self, op: BinOp, l: &Expr, r: &Expr, input: &[Item<'a>], fr: &Frame<'a>) -> Result<Option<bool>, EvalError> {
+        use BinOp::*;
+        let a = self.operand(l, input, fr)?;
+        let b = self.operand(r, input, fr)?;
+        if a.is_empty() || b.is_empty() {
+            return Ok(None);
+        }
         match op {
-            Union => {
-                let mut out: Vec<Item<'a>> = Vec::with_capacity(a.len() + b.len());
-                for it in a.into_iter().chain(b) {
-                    if !out.iter().any(|o| equals(o, &it) == Some(true)) {
-                        out.push(it);
-                    }
-                }
-                Ok(out)
-            }
             Eq | Ne => {
-                if a.is_empty() || b.is_empty() {
-                    return Ok(Vec::new());
-                }
                 let r = if a.len() != b.len() {
                     Some(false)
                 } else {
@@ -553,7 +566,45 @@ impl<'c, 'a> Ev<'c, 'a> {
                     }
                     res
                 };
-                Ok(r.map(|v| Item::Boolean(if op == Eq { v } else { !v })).into_iter().collect())
+                Ok(r.map(|v| if op == Eq { v } else { !v }))
+            }
+            _ => {
+                if a.len() > 1 || b.len() > 1 {
+                    return fail("comparison of collections with more than one item");
+                }
+                let Some(o) = compare(&a[0], &b[0])? else { return Ok(None) };
+                Ok(Some(match op {
+                    Lt => o == Ordering::Less,
+                    Gt => o == Ordering::Greater,
+                    Le => o != Ordering::Greater,
+                    _ => o != Ordering::Less,
+                }))
+            }
+        }
+    }
+
+    fn binary(&self, op: BinOp, l: &Expr, r: &Expr, input: &[Item<'a>], fr: &Frame<'a>) -> R<'a> {
+        use BinOp::*;
+        match op {
+            And | Or | Xor | Implies => {
+                return Ok(self.logic(op, l, r, input, fr)?.map(Item::Boolean).into_iter().collect());
+            }
+            Eq | Ne | Lt | Gt | Le | Ge => {
+                return Ok(self.comparison(op, l, r, input, fr)?.map(Item::Boolean).into_iter().collect());
+            }
+            _ => {}
+        }
+        let a = self.operand(l, input, fr)?;
+        let b = self.operand(r, input, fr)?;
+        match op {
+            Union => {
+                let mut out: Vec<Item<'a>> = Vec::with_capacity(a.len() + b.len());
+                for it in a.iter().chain(b.iter()) {
+                    if !out.iter().any(|o| equals(o, it) == Some(true)) {
+                        out.push(it.clone());
+                    }
+                }
+                Ok(out)
             }
             Equiv | NEquiv => {
                 let r = if a.is_empty() && b.is_empty() {
@@ -574,24 +625,8 @@ impl<'c, 'a> Ev<'c, 'a> {
                 };
                 Ok(vec![Item::Boolean(if op == Equiv { r } else { !r })])
             }
-            Lt | Gt | Le | Ge => {
-                if a.is_empty() || b.is_empty() {
-                    return Ok(Vec::new());
-                }
-                if a.len() > 1 || b.len() > 1 {
-                    return fail("comparison of collections with more than one item");
-                }
-                let Some(o) = compare(&a[0], &b[0])? else { return Ok(Vec::new()) };
-                let r = match op {
-                    Lt => o == Ordering::Less,
-                    Gt => o == Ordering::Greater,
-                    Le => o != Ordering::Greater,
-                    _ => o != Ordering::Less,
-                };
-                Ok(vec![Item::Boolean(r)])
-            }
             In | Contains => {
-                let (item, coll) = if op == In { (a, b) } else { (b, a) };
+                let (item, coll) = if op == In { (&a, &b) } else { (&b, &a) };
                 if item.is_empty() {
                     return Ok(Vec::new());
                 }

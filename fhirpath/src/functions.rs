@@ -278,8 +278,8 @@ impl<'c, 'a> Ev<'c, 'a> {
     }
 
     fn lambda_bool(&self, e: &Expr, it: &Item<'a>, idx: usize, fr: &Frame<'a>, what: &str) -> Result<Option<bool>, EvalError> {
-        let r = self.lambda(e, it, idx, fr)?;
-        self.to_bool(&r, what)
+        let f = Frame { this: Some(it.clone()), index: Some(idx as i64), total: fr.total.clone() };
+        self.eval_bool(e, std::slice::from_ref(it), &f, what)
     }
 
     /// Single string input (empty -> None), error for non-strings.
@@ -663,12 +663,14 @@ impl<'c, 'a> Ev<'c, 'a> {
             }
             Matches | MatchesFull | ReplaceMatches => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
+                let owned;
                 let re = match &fc.regex {
-                    Some(r) => r.clone(),
+                    Some(r) => r,
                     None => {
                         let Some(p) = self.arg_str(fc, 0, input, fr)? else { return Ok(Vec::new()) };
                         let pat = if fc.func == MatchesFull { format!("^(?:{p})$") } else { format!("(?s){p}") };
-                        regex::Regex::new(&pat).map_err(|e| EvalError::new(format!("invalid regex: {e}")))?
+                        owned = regex::Regex::new(&pat).map_err(|e| EvalError::new(format!("invalid regex: {e}")))?;
+                        &owned
                     }
                 };
                 if fc.func == ReplaceMatches {

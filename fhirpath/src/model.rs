@@ -1,7 +1,32 @@
 //! The FHIR type model built from StructureDefinitions.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small, fast (FNV-1a style, 64-bit words) hasher for the model's short string keys.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+        }
+        for &b in chunks.remainder() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// Index of a type in a [`Model`]. Named types (`Patient`, `HumanName`, `string`) and anonymous
 /// backbone element types (keyed by their path, e.g. `Patient.contact`) each have one.
@@ -127,7 +152,7 @@ impl Model {
                 is_abstract: sd.get("abstract").and_then(Value::as_bool).unwrap_or(false),
                 base: None,
                 base_url,
-                elements: HashMap::new(),
+                elements: HashMap::default(),
             });
         }
         for sd in &constraints {
@@ -145,7 +170,7 @@ impl Model {
                 is_abstract: false,
                 base: Some(base),
                 base_url: None,
-                elements: HashMap::new(),
+                elements: HashMap::default(),
             });
             let _ = id;
         }
@@ -222,7 +247,7 @@ impl Model {
                             is_abstract: false,
                             base,
                             base_url: None,
-                            elements: HashMap::new(),
+                            elements: HashMap::default(),
                         });
                         types.push(id);
                         break;
@@ -263,7 +288,20 @@ impl Model {
     /// Look up a type by name (`"Patient"`, `"string"`) or backbone element path (`"Patient.contact"`).
     pub fn type_id(&self, name: &str) -> Option<TypeId> {
         let name = name.strip_prefix("FHIR.").unwrap_or(name);
-        self.by_name.get(name).copied()
+        if let Some(t) = self.by_name.get(name) {
+            return Some(*t);
+        }
+        // An element path that is not itself a backbone key (e.g. `Questionnaire.item.item`,
+        // `Patient.name`): walk the elements.
+        let mut segs = name.split('.');
+        let mut cur = *self.by_name.get(segs.next()?)?;
+        let mut any = false;
+        for seg in segs {
+            any = true;
+            let el = self.def(cur).elements.get(seg)?;
+            cur = *el.types.first()?;
+        }
+        any.then_some(cur)
     }
 
     /// The reported FHIR type name of a type (`BackboneElement` for backbone element paths).

@@ -38,7 +38,7 @@ impl<'a> Node<'a> {
     /// The FHIR type name (`Patient`, `CodeableConcept`, `dateTime`, `BackboneElement`).
     pub fn type_name(&self) -> &'a str {
         if let Some(t) = self.ty {
-            if t.kind == Kind::Resource {
+            if t.kind == Kind::Resource && t.is_abstract {
                 if let Some(rt) = self.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
                     return rt;
                 }
