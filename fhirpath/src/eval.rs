@@ -1,6 +1,6 @@
 //! The evaluator: AST walking over borrowed JSON.
 
-use crate::datetime::{Date, DateTime, Precision, Time, compare_components, prec_len, time_prec_len};
+use crate::datetime::{DateTime, Precision, Time, compare_components, prec_len, time_prec_len};
 use crate::model::{Kind, Model, TypeDef, TypeId};
 use crate::parser::{BinOp, Expr, Expression, TypeSpec};
 use crate::ucum;

@@ -124,7 +124,7 @@ pub(crate) fn parse(unit: &str) -> Option<(Decimal, Dims)> {
     let mut dims = Dims::new();
     let mut sign = 1;
     let mut cur = String::new();
-    let mut apply = |cur: &str, sign: i32, factor: &mut Decimal, dims: &mut Dims| -> Option<()> {
+    let apply = |cur: &str, sign: i32, factor: &mut Decimal, dims: &mut Dims| -> Option<()> {
         let (f, d) = term(cur)?;
         if sign > 0 {
             *factor *= f;

@@ -67,6 +67,14 @@ impl<'a> Node<'a> {
     pub fn primitive_extension(&self) -> Option<&'a Value> {
         self.ext
     }
+    /// For a `resolve()` stub (a literal reference resolved without a resource): the referenced id.
+    pub fn reference_id(&self) -> Option<&'a str> {
+        self.stub_id
+    }
+    /// true for a `resolve()` stub (type known from the reference, no JSON content).
+    pub fn is_stub(&self) -> bool {
+        self.stub_id.is_some() && self.value.is_none()
+    }
     /// The model type id, if typed.
     pub fn type_id(&self) -> Option<TypeId> {
         self.tid

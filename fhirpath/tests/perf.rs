@@ -1,8 +1,8 @@
 //! Rough performance check (run with `--release -- --ignored --nocapture`).
 
-#[path = "r4_suite.rs"]
 #[allow(dead_code)]
-mod suite;
+mod common;
+use common as suite;
 
 use fhirpath::{Context, Expression, evaluate};
 use serde_json::json;
