@@ -1,7 +1,7 @@
 //! Compiled profiles: the snapshot turned into an element tree with everything precomputed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -21,6 +21,8 @@ pub struct CompiledProfile {
     pub elements: Vec<CElement>,
     /// Extension contexts (`(type, expression)`), for extension definitions.
     pub contexts: Vec<(String, String)>,
+    /// The type of the root, for datatype validation.
+    pub(crate) root_type: CType,
     /// The differential only constrains the root element (a rule profile adding invariants).
     pub diff_root_only: bool,
     /// Snapshot generation problem, if the snapshot had to be generated and failed partially.
@@ -53,6 +55,8 @@ pub struct CElement {
     pub binding: Option<Binding>,
     pub constraints: Vec<Arc<Constraint>>,
     pub is_modifier: bool,
+    /// Discriminator targets of this slice (computed on first use).
+    pub(crate) disc_cache: OnceLock<Vec<crate::validator::DiscCache>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +66,16 @@ pub struct CType {
     pub code: String,
     pub profiles: Vec<String>,
     pub target_profiles: Vec<String>,
+    /// Resolved on first use: is the code a resource type; the type's base definition; the profiles.
+    pub(crate) is_resource: OnceLock<bool>,
+    pub(crate) base: OnceLock<Option<Arc<CompiledProfile>>>,
+    pub(crate) resolved_profiles: OnceLock<Vec<Option<Arc<CompiledProfile>>>>,
+}
+
+impl CType {
+    pub fn new(code: String) -> CType {
+        CType { code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new() }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +241,7 @@ impl PackageStore {
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
-                        .map(|t| CType { code: type_code(t), profiles: str_list(t.get("profile")), target_profiles: str_list(t.get("targetProfile")) })
+                        .map(|t| CType { profiles: str_list(t.get("profile")), target_profiles: str_list(t.get("targetProfile")), ..CType::new(type_code(t)) })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -316,6 +330,7 @@ impl PackageStore {
                 binding,
                 constraints,
                 is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
+                disc_cache: OnceLock::new(),
             };
             by_id.insert(id, i as u32);
             by_path.entry(path).or_insert(i as u32);
@@ -368,6 +383,7 @@ impl PackageStore {
             type_name: sd.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
             kind: sd.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
             derivation: sd.get("derivation").and_then(Value::as_str).unwrap_or("specialization").to_string(),
+            root_type: CType::new(sd.get("type").and_then(Value::as_str).unwrap_or("").to_string()),
             diff_root_only: sd
                 .get("differential")
                 .and_then(|d| d.get("element"))

@@ -143,6 +143,7 @@ struct Ctx<'a> {
     emitted: HashSet<Key>,
     cache: HashMap<Key, Rc<Vec<Issue>>>,
     in_progress: HashSet<Key>,
+    evaluated: HashSet<Key>,
     bundles: Vec<Rc<BundleIndex<'a>>>,
     /// stack of (resource, root resource for %rootResource, container for #refs)
     resources: Vec<(&'a Value, &'a Value)>,
@@ -250,6 +251,7 @@ impl<'a> Ctx<'a> {
             emitted: HashSet::new(),
             cache: HashMap::new(),
             in_progress: HashSet::new(),
+            evaluated: HashSet::new(),
             bundles: Vec::new(),
             resources: Vec::new(),
             rules: v.store.rules(),
@@ -283,7 +285,6 @@ impl<'a> Ctx<'a> {
         self.resources.push((res, root));
         let pushed_bundle = rt == "Bundle" && self.enter_bundle(res, path);
         let _ = top;
-        self.validate_against(res, &base, path);
         let mut profiles: Vec<(String, bool)> = Vec::new();
         if let Some(ps) = obj.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
             for p in ps.iter().filter_map(Value::as_str) {
@@ -294,6 +295,7 @@ impl<'a> Ctx<'a> {
             profiles.push((p.clone(), true));
         }
         let mut done: Vec<usize> = Vec::new();
+        let mut resolved: Vec<Arc<CompiledProfile>> = Vec::with_capacity(profiles.len());
         for (p, explicit) in &profiles {
             let Some(prof) = self.lookup_profile(p, *explicit, path) else { continue };
             if done.contains(&(Arc::as_ptr(&prof) as usize)) {
@@ -304,6 +306,14 @@ impl<'a> Ctx<'a> {
                 self.err("structure", path, format!("The profile {} applies to {}, not to a {rt}", prof.canonical(), prof.type_name));
                 continue;
             }
+            resolved.push(prof);
+        }
+        // A profile's snapshot contains the base definition, so the base is checked separately only
+        // when no profile of the resource's own type applies.
+        if !resolved.iter().any(|p| p.type_name == rt && p.snapshot_error.is_none()) {
+            self.validate_against(res, &base, path);
+        }
+        for prof in resolved {
             self.validate_against(res, &prof, path);
             // gateway rules: our own profiles that apply along with this one
             let extra_rules: Vec<String> = self.rules.also_check(&prof.url).to_vec();
@@ -339,6 +349,11 @@ impl<'a> Ctx<'a> {
         } else {
             self.validate_against(v, rp, path);
         }
+    }
+
+    /// The base definition of a type (cached in the type).
+    fn type_base(&self, ty: &CType) -> Option<Arc<CompiledProfile>> {
+        ty.base.get_or_init(|| self.store.type_profile(&ty.code)).clone()
     }
 
     fn lookup_profile(&mut self, p: &str, explicit: bool, path: &str) -> Option<Arc<CompiledProfile>> {
@@ -433,9 +448,9 @@ impl<'a> Ctx<'a> {
             self.err("processing", path, format!("Error generating the snapshot of {}: {e}", prof.url));
         }
         let rt = v.get("resourceType").and_then(Value::as_str);
-        let ty = CType { code: rt.map(str::to_string).unwrap_or_else(|| prof.type_name.clone()), profiles: vec![], target_profiles: vec![] };
-        let ctx_path = prof.elements[0].path.clone();
-        self.check_complex(Some(v), prof, 0, &ty, path, &ctx_path, rt.is_some());
+        let ty = CType::new(rt.map(str::to_string).unwrap_or_else(|| prof.type_name.clone()));
+        let mut ctx_path = prof.elements[0].path.clone();
+        self.check_complex(Some(v), prof, 0, &ty, path, &mut ctx_path, rt.is_some());
         let out = Rc::new(std::mem::replace(&mut self.issues, saved));
         self.in_progress.remove(&key);
         self.cache.insert(key, out.clone());
@@ -470,7 +485,7 @@ impl<'a> Ctx<'a> {
 
     /// Check one value of complex type against element `ei` of `prof`.
     #[allow(clippy::too_many_arguments)]
-    fn check_complex(&mut self, v: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &str, is_resource_root: bool) {
+    fn check_complex(&mut self, v: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &mut String, is_resource_root: bool) {
         let Some(v) = v else { return };
         let Some(obj) = v.as_object() else {
             self.err("structure", path, format!("This property must be an object (type {}), not {}", ty.code, kind_name(v)));
@@ -488,8 +503,9 @@ impl<'a> Ctx<'a> {
         // the type's own definition (profiles or base type)
         if !is_resource_root {
             if !ty.profiles.is_empty() {
-                for p in &ty.profiles {
-                    match self.store.profile(p) {
+                let resolved = ty.resolved_profiles.get_or_init(|| ty.profiles.iter().map(|p| self.store.profile(p)).collect()).clone();
+                for (p, tp) in ty.profiles.iter().zip(resolved) {
+                    match tp {
                         Some(tp) => self.validate_datatype(v, &tp, path, ctx_path),
                         None => {
                             if ty.code != "Extension" {
@@ -499,7 +515,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
             } else if children_of.is_none() {
-                if let Some(tp) = self.store.type_profile(&ty.code) {
+                if let Some(tp) = self.type_base(ty) {
                     self.validate_datatype(v, &tp, path, ctx_path);
                 } else if ty.code != "BackboneElement" && ty.code != "Element" {
                     self.warn("not-supported", path, format!("Unknown type {}: its content could not be checked", ty.code));
@@ -521,7 +537,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn validate_datatype(&mut self, v: &'a Value, tp: &Arc<CompiledProfile>, path: &mut String, ctx_path: &str) {
+    fn validate_datatype(&mut self, v: &'a Value, tp: &Arc<CompiledProfile>, path: &mut String, ctx_path: &mut String) {
         let key = (ptr(v), Arc::as_ptr(tp) as usize);
         if !self.emitted.insert(key) {
             return;
@@ -529,9 +545,9 @@ impl<'a> Ctx<'a> {
         let Some(obj) = v.as_object() else { return };
         let root = &tp.elements[0];
         if !root.children.is_empty() {
-            self.walk_object(obj, tp, 0, path, ctx_path, &tp.type_name.clone(), false);
+            self.walk_object(obj, tp, 0, path, ctx_path, &tp.type_name, false);
         }
-        let ty = CType { code: tp.type_name.clone(), profiles: vec![], target_profiles: vec![] };
+        let ty = tp.root_type.clone();
         self.element_checks(v, None, tp, 0, &ty, path, false);
         if tp.type_name == "Extension" && tp.derivation == "constraint" {
             self.check_extension_context(tp, path, ctx_path);
@@ -546,7 +562,7 @@ impl<'a> Ctx<'a> {
 
     /// Map the properties of `obj` to the children of element `ei` and check each.
     #[allow(clippy::too_many_arguments)]
-    fn walk_object(&mut self, obj: &'a Map<String, Value>, prof: &Arc<CompiledProfile>, ei: u32, path: &mut String, ctx_path: &str, ctx_type: &str, is_resource_root: bool) {
+    fn walk_object(&mut self, obj: &'a Map<String, Value>, prof: &Arc<CompiledProfile>, ei: u32, path: &mut String, ctx_path: &mut String, ctx_type: &str, is_resource_root: bool) {
         let children = &prof.elements[ei as usize].children;
         // property -> child
         let mut found: Vec<(u32, &'a str, &'a Value, bool)> = Vec::with_capacity(obj.len());
@@ -621,7 +637,7 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             };
-            let seg = if ce.choice { format!("{}.ofType({})", ce.name, key[ce.name.len()..].to_string()) } else { ce.name.clone() };
+            let seg: std::borrow::Cow<str> = if ce.choice { format!("{}.ofType({})", ce.name, &key[ce.name.len()..]).into() } else { ce.name.as_str().into() };
             // collect items
             let mut items: Vec<(Option<&'a Value>, Option<&'a Value>)> = Vec::new();
             let mv = main.map(|m| m.1);
@@ -689,7 +705,8 @@ impl<'a> Ctx<'a> {
                 }
             }
             let len0 = path.len();
-            let mut item_paths: Vec<String> = Vec::with_capacity(items.len());
+            let sliced = !ce.slices.is_empty() || ce.slicing.is_some() || ce.name == "extension" || ce.name == "modifierExtension";
+            let mut item_paths: Vec<String> = Vec::new();
             for (i, (m, u)) in items.iter().enumerate() {
                 path.push('.');
                 path.push_str(&seg);
@@ -699,7 +716,9 @@ impl<'a> Ctx<'a> {
                     path.push(']');
                 }
                 self.check_value(*m, *u, prof, c, &ty, path, ctx_path, ctx_type);
-                item_paths.push(path[len0..].to_string());
+                if sliced {
+                    item_paths.push(path[len0..].to_string());
+                }
                 path.truncate(len0);
             }
             if !ce.slices.is_empty() || (ce.slicing.is_some()) {
@@ -717,18 +736,19 @@ impl<'a> Ctx<'a> {
     }
 
     /// The type of a value for element `ce`, given the JSON key used.
-    fn element_type(&self, ce: &CElement, key: &str) -> Result<CType, String> {
+    fn element_type<'p>(&self, ce: &'p CElement, key: &str) -> Result<std::borrow::Cow<'p, CType>, String> {
+        use std::borrow::Cow;
         if ce.choice {
             let suffix = key.strip_prefix(ce.name.as_str()).unwrap_or("");
             if let Some(t) = ce.types.iter().find(|t| type_matches_suffix(&t.code, suffix)) {
-                return Ok(t.clone());
+                return Ok(Cow::Borrowed(t));
             }
             let allowed: Vec<&str> = ce.types.iter().map(|t| t.code.as_str()).collect();
             return Err(format!("The type {suffix} is not allowed for {} (allowed types: [{}])", ce.path, allowed.join(", ")));
         }
         match ce.types.len() {
-            0 => Ok(CType { code: "BackboneElement".into(), profiles: vec![], target_profiles: vec![] }),
-            1 => Ok(ce.types[0].clone()),
+            0 => Ok(Cow::Owned(CType::new("BackboneElement".into()))),
+            1 => Ok(Cow::Borrowed(&ce.types[0])),
             _ => {
                 // same code with several profiles/targets: merge
                 let code = ce.types[0].code.clone();
@@ -738,9 +758,9 @@ impl<'a> Ctx<'a> {
                         t.profiles.extend(o.profiles.iter().cloned());
                         t.target_profiles.extend(o.target_profiles.iter().cloned());
                     }
-                    Ok(t)
+                    Ok(Cow::Owned(t))
                 } else {
-                    Ok(ce.types[0].clone())
+                    Ok(Cow::Borrowed(&ce.types[0]))
                 }
             }
         }
@@ -748,7 +768,7 @@ impl<'a> Ctx<'a> {
 
     /// Check one item (array element or single value) of element `ei`.
     #[allow(clippy::too_many_arguments)]
-    fn check_value(&mut self, m: Option<&'a Value>, u: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &str, _ctx_type: &str) {
+    fn check_value(&mut self, m: Option<&'a Value>, u: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &mut String, _ctx_type: &str) {
         let el = &prof.elements[ei as usize];
         if is_primitive_code(&ty.code) {
             if let Some(v) = m {
@@ -767,9 +787,12 @@ impl<'a> Ctx<'a> {
                         if o.contains_key("value") {
                             self.err("structure", path, "The primitive extension object (_x) must not contain a value".into());
                         }
-                        if let Some(tp) = self.store.type_profile(&ty.code) {
-                            let child_ctx = format!("{ctx_path}.{}", el.name);
-                            self.walk_object(o, &tp, 0, path, &child_ctx, &ty.code, false);
+                        if let Some(tp) = self.type_base(ty) {
+                            let l = ctx_path.len();
+                            ctx_path.push('.');
+                            ctx_path.push_str(&el.name);
+                            self.walk_object(o, &tp, 0, path, ctx_path, &ty.code, false);
+                            ctx_path.truncate(l);
                         }
                     }
                     None => self.err("structure", path, format!("The _ property of a primitive must be an object, not {}", kind_name(u))),
@@ -780,7 +803,7 @@ impl<'a> Ctx<'a> {
             }
             return;
         }
-        if is_resource_type_code(self.store, &ty.code) {
+        if *ty.is_resource.get_or_init(|| is_resource_type_code(self.store, &ty.code)) {
             if let Some(v) = m {
                 self.validate_resource(v, path, &ty.profiles, false);
                 if ty.code != "Resource" && ty.code != "DomainResource" {
@@ -800,8 +823,11 @@ impl<'a> Ctx<'a> {
             // the holder of the extension is the context
             self.check_complex(m, prof, ei, ty, path, ctx_path, false);
         } else {
-            let child_ctx = format!("{ctx_path}.{}", el.name);
-            self.check_complex(m, prof, ei, ty, path, &child_ctx, false);
+            let l = ctx_path.len();
+            ctx_path.push('.');
+            ctx_path.push_str(&el.name);
+            self.check_complex(m, prof, ei, ty, path, ctx_path, false);
+            ctx_path.truncate(l);
         }
     }
 
@@ -836,7 +862,7 @@ impl<'a> Ctx<'a> {
             }
         }
         if !el.constraints.is_empty() {
-            let cons: Vec<Arc<Constraint>> = el.constraints.clone();
+            let cons: &[Arc<Constraint>] = &el.constraints;
             let focus_type = if is_resource_root {
                 v.get("resourceType").and_then(Value::as_str).unwrap_or(&prof.type_name).to_string()
             } else if ty.code == "BackboneElement" || ty.code == "Element" {
@@ -844,7 +870,7 @@ impl<'a> Ctx<'a> {
             } else {
                 ty.code.clone()
             };
-            self.eval_constraints(v, u, &cons, &focus_type, path, prof);
+            self.eval_constraints(v, u, cons, &focus_type, path, prof);
         }
     }
 
@@ -942,6 +968,9 @@ impl<'a> Ctx<'a> {
         let fctx = fhirpath::Context::new(self.model).with_resource(res).with_root_resource(root).with_resolver(&resolver);
         let item = fhirpath::Item::from_json(self.model, v, u, focus_type);
         for c in cons {
+            if !self.evaluated.insert((ptr(v), Arc::as_ptr(c) as usize)) {
+                continue;
+            }
             match &c.parsed {
                 Err(e) => self.warn("invariant", path, format!("Constraint {} ({}) could not be parsed, so it was not checked: {e}", c.key, c.expression)),
                 Ok(expr) => match fhirpath::evaluate_items_bool(expr, &fctx, vec![item.clone()]) {
@@ -1016,7 +1045,7 @@ impl<'a> Ctx<'a> {
 
     // ---------------------------------------------------------------- extensions
 
-    fn check_unsliced_extension(&mut self, ext: &'a Value, path: &mut String, ctx_path: &str, _ctx_type: &str) {
+    fn check_unsliced_extension(&mut self, ext: &'a Value, path: &mut String, ctx_path: &mut String, _ctx_type: &str) {
         let Some(url) = ext.get("url").and_then(Value::as_str) else { return };
         if !url.contains(':') {
             return; // relative url: a sub-extension of a complex extension, checked by its parent
@@ -1034,7 +1063,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn check_extension_context(&mut self, ep: &Arc<CompiledProfile>, path: &str, ctx_path: &str) {
+    fn check_extension_context(&mut self, ep: &Arc<CompiledProfile>, path: &str, ctx_path: &String) {
         if ep.contexts.is_empty() {
             return;
         }
@@ -1075,7 +1104,7 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- slicing
 
     #[allow(clippy::too_many_arguments)]
-    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_paths: &[String], prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &str, ctx_type: &str) {
+    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_paths: &[String], prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &mut String, ctx_type: &str) {
         let ce = &prof.elements[ci as usize];
         let slices = ce.slices.clone();
         let slicing = ce.slicing.clone();
@@ -1140,34 +1169,50 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    fn compute_disc(&self, prof: &Arc<CompiledProfile>, si: u32, d: &crate::profile::Discriminator) -> DiscCache {
+        match d.kind {
+            DiscriminatorType::Value | DiscriminatorType::Pattern => DiscCache::Value(self.slice_value_at(prof, si, &d.path)),
+            DiscriminatorType::Type => DiscCache::Types(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| tp.elements[tei as usize].types.iter().map(|t| t.code.clone()).collect())),
+            DiscriminatorType::Profile => {
+                let resolve = d.path.ends_with("resolve()");
+                DiscCache::Profiles(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| {
+                    tp.elements[tei as usize].types.iter().flat_map(|t| if resolve { t.target_profiles.clone() } else { t.profiles.clone() }).collect::<Vec<String>>()
+                }).filter(|v| !v.is_empty()))
+            }
+            DiscriminatorType::Exists => DiscCache::Exists(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| (tp.elements[tei as usize].min, tp.elements[tei as usize].max))),
+        }
+    }
+
     fn slice_matches(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, ci: u32, si: u32, key: &str, path: &mut String) -> bool {
         let ce = &prof.elements[ci as usize];
-        let discs = match &ce.slicing {
-            Some(s) if !s.discriminators.is_empty() => s.discriminators.clone(),
+        let default;
+        let discs: &[crate::profile::Discriminator] = match &ce.slicing {
+            Some(s) if !s.discriminators.is_empty() => &s.discriminators,
             _ => {
-                if ce.name == "extension" || ce.name == "modifierExtension" {
+                default = if ce.name == "extension" || ce.name == "modifierExtension" {
                     vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }]
                 } else if ce.choice {
                     vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }]
                 } else {
                     return false;
-                }
+                };
+                &default
             }
         };
-        for d in &discs {
-            let ok = match d.kind {
-                DiscriminatorType::Value | DiscriminatorType::Pattern => {
-                    let Some((expected, fixed)) = self.slice_value_at(prof, si, &d.path) else { continue };
+        let se = &prof.elements[si as usize];
+        let cache = se.disc_cache.get_or_init(|| discs.iter().map(|d| self.compute_disc(prof, si, d)).collect());
+        for (d, dc) in discs.iter().zip(cache.iter()) {
+            let ok = match dc {
+                DiscCache::Value(None) | DiscCache::Types(None) | DiscCache::Profiles(None) | DiscCache::Exists(None) => continue,
+                DiscCache::Value(Some((expected, fixed))) => {
                     let actual = self.instance_at(v, &d.path, key);
-                    if fixed || d.kind == DiscriminatorType::Value {
-                        actual.iter().any(|a| json_eq(a, &expected) || (!fixed && pattern_match(a, &expected)))
+                    if *fixed || d.kind == DiscriminatorType::Value {
+                        actual.iter().any(|a| json_eq(a, expected) || (!fixed && pattern_match(a, expected)))
                     } else {
-                        actual.iter().any(|a| pattern_match(a, &expected))
+                        actual.iter().any(|a| pattern_match(a, expected))
                     }
                 }
-                DiscriminatorType::Type => {
-                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
-                    let codes: Vec<String> = tp.elements[tei as usize].types.iter().map(|t| t.code.clone()).collect();
+                DiscCache::Types(Some(codes)) => {
                     if d.path == "$this" && ce.choice {
                         let suffix = key.strip_prefix(ce.name.as_str()).unwrap_or("");
                         codes.iter().any(|c| type_matches_suffix(c, suffix))
@@ -1179,21 +1224,12 @@ impl<'a> Ctx<'a> {
                         })
                     }
                 }
-                DiscriminatorType::Profile => {
+                DiscCache::Profiles(Some(profiles)) => {
                     let resolve = d.path.ends_with("resolve()");
-                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
-                    let profiles: Vec<String> = tp.elements[tei as usize]
-                        .types
-                        .iter()
-                        .flat_map(|t| if resolve { t.target_profiles.clone() } else { t.profiles.clone() })
-                        .collect();
-                    if profiles.is_empty() {
-                        continue;
-                    }
                     let actual = self.instance_at(v, &d.path, key);
                     let mut any = false;
                     'outer: for a in actual {
-                        for p in &profiles {
+                        for p in profiles {
                             if let Some(pp) = self.store.profile(p) {
                                 let mut sub = path.clone();
                                 if !resolve && d.path == "resource" {
@@ -1208,11 +1244,9 @@ impl<'a> Ctx<'a> {
                     }
                     any
                 }
-                DiscriminatorType::Exists => {
-                    let Some((tp, tei)) = self.slice_element_at(prof, si, &d.path) else { continue };
-                    let e = &tp.elements[tei as usize];
+                DiscCache::Exists(Some((min, max))) => {
                     let exists = !self.instance_at(v, &d.path, key).is_empty();
-                    if e.min > 0 { exists } else if e.max == Some(0) { !exists } else { true }
+                    if *min > 0 { exists } else if *max == Some(0) { !exists } else { true }
                 }
             };
             if !ok {
@@ -1342,6 +1376,15 @@ impl<'a> Ctx<'a> {
         }
         None
     }
+}
+
+/// Per-slice discriminator targets, computed once.
+#[derive(Debug)]
+pub(crate) enum DiscCache {
+    Value(Option<(Value, bool)>),
+    Types(Option<Vec<String>>),
+    Profiles(Option<Vec<String>>),
+    Exists(Option<(u32, Option<u32>)>),
 }
 
 fn push_flat<'a>(out: &mut Vec<&'a Value>, v: &'a Value) {
