@@ -69,6 +69,9 @@ impl<'c, 'a> Ev<'c, 'a> {
             }
             Expr::Member(base, name) => {
                 let b = self.eval(base, input, fr)?;
+                if b.is_empty() {
+                    self.check_cast_member(base, name)?;
+                }
                 let mut out = Vec::with_capacity(b.len());
                 let mut known = b.is_empty();
                 for it in &b {
@@ -81,6 +84,12 @@ impl<'c, 'a> Ev<'c, 'a> {
             }
             Expr::Call(target, fc) => match target {
                 Some(t) => {
+                    if self.ctx.strict
+                        && matches!(fc.func, Func::Skip | Func::Take | Func::First | Func::Last | Func::Tail)
+                        && matches!(t.as_ref(), Expr::Call(_, inner) if matches!(inner.func, Func::Children | Func::Descendants))
+                    {
+                        return fail(format!("{}() applied to an unordered collection", fc.name));
+                    }
                     let focus = self.eval(t, input, fr)?;
                     self.call(fc, focus, input, fr)
                 }
@@ -130,7 +139,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             }
             Expr::As(inner, ts) => {
                 let v = self.eval(inner, input, fr)?;
-                if v.len() > 1 {
+                if v.len() > 1 && self.ctx.strict {
                     return fail("'as' on a collection of more than one item");
                 }
                 let mut out = Vec::new();
@@ -142,6 +151,28 @@ impl<'c, 'a> Ev<'c, 'a> {
                 Ok(out)
             }
         }
+    }
+
+    /// Semantic check for `(x as T).name` / `x.ofType(T).name`: `name` must be an element of `T`.
+    fn check_cast_member(&self, base: &Expr, name: &str) -> Result<(), EvalError> {
+        let ts = match base {
+            Expr::As(_, ts) => ts,
+            Expr::Call(_, fc) if matches!(fc.func, Func::As | Func::OfType) => match &fc.type_arg {
+                Some(ts) => ts,
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if ts.namespace.as_deref() == Some("System") {
+            return Ok(());
+        }
+        if let Some(t) = self.m.type_id(&ts.name) {
+            let d = self.m.def(t);
+            if !d.elements.is_empty() && !d.elements.contains_key(name) && d.kind != Kind::Primitive {
+                return fail(format!("'{name}' is not an element of {}", ts.name));
+            }
+        }
+        Ok(())
     }
 
     fn variable(&self, name: &str) -> R<'a> {

@@ -437,6 +437,16 @@ impl<'c, 'a> Ev<'c, 'a> {
                 b(self.is_type(&it, fc.type_arg.as_ref().unwrap())?)
             }
             As => {
+                if focus.len() > 1 && !self.ctx.strict {
+                    // Lenient: behave like ofType() (core invariants such as dom-3 rely on this).
+                    let mut out = Vec::new();
+                    for it in focus {
+                        if self.is_type_exact(&it, fc.type_arg.as_ref().unwrap())? {
+                            out.push(it);
+                        }
+                    }
+                    return Ok(out);
+                }
                 let Some(it) = self.focus_single(fc, &focus)? else { return Ok(Vec::new()) };
                 Ok(if self.is_type_exact(&it, fc.type_arg.as_ref().unwrap())? { vec![it] } else { Vec::new() })
             }
