@@ -347,8 +347,8 @@ impl DateTime {
     /// Components normalized to UTC if a timezone is present (only meaningful when the precision
     /// includes time): [year, month, day, hour, minute, second*1e9+nanos].
     pub(crate) fn components(&self, normalize: bool) -> [i64; 6] {
-        if normalize && self.time.is_some() {
-            if let Some(tz) = self.tz_minutes {
+        if normalize && self.time.is_some()
+            && let Some(tz) = self.tz_minutes {
                 let n = self.naive() - chrono::Duration::minutes(tz as i64);
                 return [
                     n.year() as i64,
@@ -359,7 +359,6 @@ impl DateTime {
                     n.second() as i64 * 1_000_000_000 + n.nanosecond() as i64,
                 ];
             }
-        }
         let d = self.date.components();
         let t = self.time.map(|t| t.components()).unwrap_or([0, 0, 0]);
         [d[0], d[1], d[2], t[0], t[1], t[2]]

@@ -211,15 +211,12 @@ impl<'c, 'a> Ev<'c, 'a> {
     fn node_type(&self, n: &Node<'a>) -> Option<(TypeId, &'a TypeDef)> {
         let t = n.ty?;
         let tid = n.tid?;
-        if t.kind == Kind::Resource && t.is_abstract {
-            if let Some(rt) = n.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
-                if rt != &*t.name {
-                    if let Some(id) = self.m.type_id(rt) {
+        if t.kind == Kind::Resource && t.is_abstract
+            && let Some(rt) = n.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str)
+                && rt != &*t.name
+                    && let Some(id) = self.m.type_id(rt) {
                         return Some((id, self.m.def(id)));
                     }
-                }
-            }
-        }
         Some((tid, t))
     }
 
@@ -250,15 +247,12 @@ impl<'c, 'a> Ev<'c, 'a> {
     /// Type test for as()/ofType(): like is(), but FHIR primitive types must match exactly
     /// (`code` is not cast to `string`).
     pub(crate) fn is_type_exact(&self, it: &Item<'a>, ts: &TypeSpec) -> Result<bool, EvalError> {
-        if let Item::Node(n) = it {
-            if n.is_primitive() && ts.namespace.as_deref() != Some("System") {
-                if let (Some(t), Some(target)) = (n.tid, self.m.type_id(&ts.name)) {
-                    if self.m.def(target).kind == Kind::Primitive {
+        if let Item::Node(n) = it
+            && n.is_primitive() && ts.namespace.as_deref() != Some("System")
+                && let (Some(t), Some(target)) = (n.tid, self.m.type_id(&ts.name))
+                    && self.m.def(target).kind == Kind::Primitive {
                         return Ok(t == target);
                     }
-                }
-            }
-        }
         self.is_type(it, ts)
     }
 
@@ -300,18 +294,15 @@ impl<'c, 'a> Ev<'c, 'a> {
     fn push_node(&self, out: &mut Vec<Item<'a>>, value: Option<&'a Value>, ext: Option<&'a Value>, tid: Option<TypeId>) {
         let mut tid = tid;
         if let (Some(t), Some(Value::Object(o))) = (tid, value) {
-            if self.m.def(t).kind == Kind::Resource && self.m.def(t).is_abstract {
-                if let Some(rt) = o.get("resourceType").and_then(Value::as_str) {
-                    if let Some(id) = self.m.type_id(rt) {
+            if self.m.def(t).kind == Kind::Resource && self.m.def(t).is_abstract
+                && let Some(rt) = o.get("resourceType").and_then(Value::as_str)
+                    && let Some(id) = self.m.type_id(rt) {
                         tid = Some(id);
                     }
-                }
-            }
-        } else if tid.is_none() {
-            if let Some(rt) = value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
+        } else if tid.is_none()
+            && let Some(rt) = value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
                 tid = self.m.type_id(rt);
             }
-        }
         out.push(Item::node(self.m, value, ext, tid));
     }
 
@@ -398,24 +389,20 @@ impl<'c, 'a> Ev<'c, 'a> {
                 }
                 Some(_) => {
                     for (k, _) in obj.iter() {
-                        if k.len() > name.len() && k.starts_with(name) && k.as_bytes()[name.len()].is_ascii_uppercase() {
-                            if let Some(vel) = t.elements.get(k.as_str()) {
-                                if vel.variant_of.as_deref() == Some(name) {
+                        if k.len() > name.len() && k.starts_with(name) && k.as_bytes()[name.len()].is_ascii_uppercase()
+                            && let Some(vel) = t.elements.get(k.as_str())
+                                && vel.variant_of.as_deref() == Some(name) {
                                     self.push_children(obj, k, vel.types.first().copied(), out);
                                 }
-                            }
-                        }
                     }
                     // Only `_valueX` present (no value): look for `_name...` keys.
                     if out.is_empty() {
                         for (k, _) in obj.iter() {
-                            if let Some(k2) = k.strip_prefix('_') {
-                                if k2.len() > name.len() && k2.starts_with(name) && k2.as_bytes()[name.len()].is_ascii_uppercase() && !obj.contains_key(k2) {
-                                    if let Some(vel) = t.elements.get(k2) {
+                            if let Some(k2) = k.strip_prefix('_')
+                                && k2.len() > name.len() && k2.starts_with(name) && k2.as_bytes()[name.len()].is_ascii_uppercase() && !obj.contains_key(k2)
+                                    && let Some(vel) = t.elements.get(k2) {
                                         self.push_children(obj, k2, vel.types.first().copied(), out);
                                     }
-                                }
-                            }
                         }
                     }
                 }

@@ -120,11 +120,10 @@ fn parse_decimal_str(s: &str) -> Option<Decimal> {
     if ip.is_empty() || !ip.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    if let Some(f) = fp {
-        if f.is_empty() || !f.bytes().all(|c| c.is_ascii_digit()) {
+    if let Some(f) = fp
+        && (f.is_empty() || !f.bytes().all(|c| c.is_ascii_digit())) {
             return None;
         }
-    }
     Decimal::from_str(t).ok()
 }
 
@@ -764,11 +763,10 @@ impl<'c, 'a> Ev<'c, 'a> {
                     return fail(format!("{}(): arguments must be numbers", fc.name));
                 };
                 if fc.func == Power {
-                    if let (Prim::Int(bi), Prim::Int(ei)) = (focus[0].prim(), a[0].prim()) {
-                        if ei >= 0 {
+                    if let (Prim::Int(bi), Prim::Int(ei)) = (focus[0].prim(), a[0].prim())
+                        && ei >= 0 {
                             return Ok(bi.checked_pow(ei as u32).map(Item::Integer).into_iter().collect());
                         }
-                    }
                     f64_dec(dec_to_f64(x).powf(dec_to_f64(y)))
                 } else {
                     f64_dec(dec_to_f64(x).ln() / dec_to_f64(y).ln())
@@ -1085,11 +1083,10 @@ impl<'c, 'a> Ev<'c, 'a> {
     }
 
     fn resolve_str_owned(&self, reference: &str) -> Option<Item<'a>> {
-        if let Some(r) = self.ctx.resolver {
-            if let Some(v) = r.resolve(reference) {
+        if let Some(r) = self.ctx.resolver
+            && let Some(v) = r.resolve(reference) {
                 return Some(Item::from_json(self.m, v, None, ""));
             }
-        }
         let root = self.ctx.root_resource.or(self.ctx.resource)?;
         if root.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return None;
@@ -1105,11 +1102,10 @@ impl<'c, 'a> Ev<'c, 'a> {
             // relative reference Type/id
             if let (Some(rt), Some(id)) = (res.get("resourceType").and_then(Value::as_str), res.get("id").and_then(Value::as_str)) {
                 let mut segs = path.rsplit('/');
-                if segs.next() == Some(id) && segs.next() == Some(rt) {
-                    if !path.contains("://") || full.is_some_and(|f| f.ends_with(path)) {
+                if segs.next() == Some(id) && segs.next() == Some(rt)
+                    && (!path.contains("://") || full.is_some_and(|f| f.ends_with(path))) {
                         return Some(Item::from_json(self.m, res, None, ""));
                     }
-                }
             }
         }
         None

@@ -181,11 +181,10 @@ impl Model {
             }
             if let Some(url) = m.types[i].base_url.as_deref() {
                 let last = url.rsplit('/').next().unwrap_or(url);
-                if let Some(&b) = m.by_name.get(last) {
-                    if b.0 as usize != i {
+                if let Some(&b) = m.by_name.get(last)
+                    && b.0 as usize != i {
                         m.types[i].base = Some(b);
                     }
-                }
             }
         }
         m.resource_id = m.by_name.get("Resource").copied();
@@ -252,11 +251,10 @@ impl Model {
                         types.push(id);
                         break;
                     }
-                    if let Some(&t) = self.by_name.get(code) {
-                        if !types.contains(&t) {
+                    if let Some(&t) = self.by_name.get(code)
+                        && !types.contains(&t) {
                             types.push(t);
                         }
-                    }
                 }
             }
             if types.is_empty() {

@@ -95,16 +95,14 @@ impl<'s> Lexer<'s> {
                         let v = u32::from_str_radix(hex, 16).map_err(|_| err("bad unicode escape", self.pos))?;
                         self.pos += 4;
                         // surrogate pairs
-                        if (0xD800..0xDC00).contains(&v) && self.src[self.pos..].starts_with("\\u") {
-                            if let Some(lo) = self.src.get(self.pos + 2..self.pos + 6).and_then(|h| u32::from_str_radix(h, 16).ok()) {
-                                if (0xDC00..0xE000).contains(&lo) {
+                        if (0xD800..0xDC00).contains(&v) && self.src[self.pos..].starts_with("\\u")
+                            && let Some(lo) = self.src.get(self.pos + 2..self.pos + 6).and_then(|h| u32::from_str_radix(h, 16).ok())
+                                && (0xDC00..0xE000).contains(&lo) {
                                     self.pos += 6;
                                     let c = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
                                     out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
                                     continue;
                                 }
-                            }
-                        }
                         out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                     }
                     _ => return Err(err("invalid escape sequence", self.pos - 2)),
@@ -456,14 +454,13 @@ impl Parser {
         let mut lhs = self.unary()?;
         loop {
             let t = self.peek().clone();
-            if let Tok::Ident(s) = &t {
-                if (s == "is" || s == "as") && min_prec <= 8 {
+            if let Tok::Ident(s) = &t
+                && (s == "is" || s == "as") && min_prec <= 8 {
                     self.bump();
                     let ts = self.type_spec()?;
                     lhs = if s == "is" { Expr::Is(Box::new(lhs), ts) } else { Expr::As(Box::new(lhs), ts) };
                     continue;
                 }
-            }
             let Some((op, prec)) = binop_info(&t) else { break };
             if prec < min_prec {
                 break;
@@ -477,13 +474,12 @@ impl Parser {
 
     fn type_spec(&mut self) -> Result<TypeSpec, ParseError> {
         let first = self.ident_any()?;
-        if self.peek() == &Tok::Op(".") {
-            if let Tok::Ident(_) | Tok::DIdent(_) = self.peek_at(1) {
+        if self.peek() == &Tok::Op(".")
+            && let Tok::Ident(_) | Tok::DIdent(_) = self.peek_at(1) {
                 self.bump();
                 let second = self.ident_any()?;
                 return Ok(TypeSpec { namespace: Some(first.into()), name: second.into() });
             }
-        }
         Ok(TypeSpec { namespace: None, name: first.into() })
     }
 
@@ -563,12 +559,11 @@ impl Parser {
             type_arg = Some(expr_to_typespec(&args[0]).ok_or_else(|| err("expected a type name", pos))?);
         }
         let mut regex = None;
-        if matches!(name.as_str(), "matches" | "replaceMatches" | "matchesFull") {
-            if let Some(Expr::Literal(Item::String(p))) = args.first() {
+        if matches!(name.as_str(), "matches" | "replaceMatches" | "matchesFull")
+            && let Some(Expr::Literal(Item::String(p))) = args.first() {
                 let pat = if name == "matchesFull" { format!("^(?:{p})$") } else { format!("(?s){p}") };
                 regex = Some(Regex::new(&pat).map_err(|e| err(format!("invalid regex: {e}"), pos))?);
             }
-        }
         Ok(FuncCall { name: name.into(), func, args, regex, type_arg })
     }
 

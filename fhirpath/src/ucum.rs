@@ -97,12 +97,11 @@ fn term(t: &str) -> Option<(Decimal, Dims)> {
         None => {
             let mut found = None;
             for plen in [1usize, 2] {
-                if base.len() > plen && base.is_char_boundary(plen) {
-                    if let (Some(p), Some(a)) = (prefix(&base[..plen]), atom(&base[plen..])) {
+                if base.len() > plen && base.is_char_boundary(plen)
+                    && let (Some(p), Some(a)) = (prefix(&base[..plen]), atom(&base[plen..])) {
                         found = Some((p * a.0, a.1));
                         break;
                     }
-                }
             }
             found?
         }

@@ -38,11 +38,10 @@ impl<'a> Node<'a> {
     /// The FHIR type name (`Patient`, `CodeableConcept`, `dateTime`, `BackboneElement`).
     pub fn type_name(&self) -> &'a str {
         if let Some(t) = self.ty {
-            if t.kind == Kind::Resource && t.is_abstract {
-                if let Some(rt) = self.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
+            if t.kind == Kind::Resource && t.is_abstract
+                && let Some(rt) = self.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
                     return rt;
                 }
-            }
             return &t.code;
         }
         match self.value {
@@ -293,11 +292,10 @@ fn node_prim<'x>(n: &Node<'x>) -> Prim<'x> {
         Value::Bool(b) => Prim::Bool(*b),
         Value::Number(num) => {
             let is_dec = tname == "decimal" || (tname.is_empty() && !(num.is_i64() || num.is_u64()));
-            if !is_dec {
-                if let Some(i) = num.as_i64() {
+            if !is_dec
+                && let Some(i) = num.as_i64() {
                     return Prim::Int(i);
                 }
-            }
             match json_decimal(num) {
                 Some(d) => Prim::Dec(d),
                 None => Prim::Other,
