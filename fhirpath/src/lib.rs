@@ -1,11 +1,28 @@
-//! FHIRPath (R4 / N1) engine over FHIR JSON (`serde_json::Value`), typed by FHIR StructureDefinitions.
+//! FHIRPath (R4 / N1, plus the 2.0 additions used by the R4 test suite) engine over FHIR JSON
+//! (`serde_json::Value`), typed by FHIR StructureDefinitions.
 //!
 //! ```ignore
-//! let model = Model::from_structure_definitions(sds.iter());
-//! let expr = Expression::parse("identifier.where(system='x').value")?;
+//! let model = Model::from_structure_definitions(sds.iter());      // once, at start-up
+//! let expr = Expression::parse("identifier.where(system='x').value")?; // once per expression
 //! let ctx = Context::new(&model).with_resource(&patient);
-//! let items = evaluate(&expr, &ctx, &patient, "Patient")?;
+//! let items = evaluate(&expr, &ctx, &patient, "Patient")?;         // many times
 //! ```
+//!
+//! Semantics worth knowing:
+//! - Items borrow from the JSON (`Item::Node`); primitives are merged with their `_x` sibling so
+//!   `.extension` / `.id` work on them; decimals keep their written precision.
+//! - Choice elements are navigated by their FHIRPath name (`Observation.value`); the JSON name
+//!   (`valueQuantity`) is accepted unless [`Context::with_strict`] is on.
+//! - Navigating to a name that is not an element of the (known) type of every item is an
+//!   evaluation error (semantic error), e.g. `Patient.name.given1`.
+//! - `is` follows type inheritance (`code is string` is true); `as` / `ofType` require the exact
+//!   FHIR primitive type (`code.as(string)` is empty), but follow inheritance for complex types
+//!   and resources (`ofType(DomainResource)`).
+//! - `resolve()`: `#id` (contained in `%resource`), then the [`Resolver`], then Bundle entries of
+//!   `%rootResource`, else a stub node typed from the reference (`Patient/1`, absolute URLs,
+//!   `/_history/n`), so `resolve() is Patient` works without a database.
+//! - `memberOf()` uses the [`TerminologyHook`] (empty without one); `conformsTo()` only knows base
+//!   types; `htmlChecks()` is always true.
 
 mod boundary;
 mod datetime;
