@@ -66,6 +66,9 @@ fn days_in_month(y: i32, m: u32) -> u32 {
 impl Date {
     /// Parse `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
     pub fn parse(s: &str) -> Option<Date> {
+        if !s.is_ascii() {
+            return None;
+        }
         let b = s.as_bytes();
         if b.len() < 4 {
             return None;
@@ -148,6 +151,9 @@ impl fmt::Display for Date {
 impl Time {
     /// Parse `hh`, `hh:mm`, `hh:mm:ss`, `hh:mm:ss.fff` (no timezone).
     pub fn parse(s: &str) -> Option<Time> {
+        if !s.is_ascii() {
+            return None;
+        }
         let b = s.as_bytes();
         if b.len() < 2 {
             return None;
@@ -272,6 +278,9 @@ impl DateTime {
     /// Parse an ISO 8601 / FHIR dateTime of any precision: `YYYY`, `YYYY-MM`, `YYYY-MM-DD`,
     /// `YYYY-MM-DDThh`, `YYYY-MM-DDThh:mm(:ss(.fff))(Z|+hh:mm)`; a trailing `T` is accepted.
     pub fn parse(s: &str) -> Option<DateTime> {
+        if !s.is_ascii() {
+            return None;
+        }
         let (dpart, rest) = match s.find('T') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),

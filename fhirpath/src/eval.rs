@@ -120,7 +120,10 @@ impl<'c, 'a> Ev<'c, 'a> {
                     return fail("unary minus on a collection");
                 }
                 Ok(vec![match v[0].prim() {
-                    Prim::Int(i) => Item::Integer(-i),
+                    Prim::Int(i) => match i.checked_neg() {
+                        Some(n) => Item::Integer(n),
+                        None => return Ok(Vec::new()),
+                    },
                     Prim::Dec(d) => Item::Decimal(if d.is_zero() { d.abs() } else { -d }),
                     Prim::Qty(q, u) => Item::Quantity(Quantity { value: -q, unit: Arc::from(u) }),
                     _ => return fail(format!("cannot negate {}", v[0].type_name())),
@@ -722,7 +725,7 @@ fn qty_canonical(v: Decimal, unit: &str) -> Option<(Decimal, String)> {
         }
     }
     let (f, dims) = ucum::parse(unit)?;
-    Some((v * f, ucum::format_dims(&dims)))
+    Some((v.checked_mul(f)?, ucum::format_dims(&dims)))
 }
 
 fn qty_cmp(av: Decimal, au: &str, bv: Decimal, bu: &str) -> Option<Ordering> {
@@ -892,7 +895,7 @@ fn add_duration<'a>(base: &Item<'a>, q: (Decimal, &str), sign: i64) -> R<'a> {
                 dt.add(prec, n, 0)
             } else {
                 // truncate to the value's precision unit
-                let total = (v * Decimal::from(per)).trunc().to_i128().unwrap_or(0);
+                let total = v.checked_mul(Decimal::from(per)).unwrap_or(Decimal::MAX).trunc().to_i128().unwrap_or(0);
                 let unit_ns: i128 = match dt.precision {
                     Precision::Year | Precision::Month | Precision::Day => 86_400 * 1_000_000_000,
                     Precision::Hour => 3600 * 1_000_000_000,
@@ -919,7 +922,7 @@ fn add_duration<'a>(base: &Item<'a>, q: (Decimal, &str), sign: i64) -> R<'a> {
             if per == 0 {
                 return fail("cannot add years/months to a Time");
             }
-            let total = (v * Decimal::from(per)).trunc().to_i128().unwrap_or(0);
+            let total = v.checked_mul(Decimal::from(per)).unwrap_or(Decimal::MAX).trunc().to_i128().unwrap_or(0);
             let unit_ns: i128 = match t.precision {
                 Precision::Hour => 3600 * 1_000_000_000,
                 Precision::Minute => 60 * 1_000_000_000,
@@ -986,15 +989,14 @@ fn arith<'a>(op: BinOp, a: &Item<'a>, b: &Item<'a>) -> R<'a> {
         }
         (Add | Sub, Prim::Qty(x, ux), Prim::Qty(y, uy)) => {
             if ux == uy {
-                let r = if op == Add { x + y } else { x - y };
-                return Ok(vec![Item::Quantity(Quantity { value: r, unit: Arc::from(*ux) })]);
+                let r = if op == Add { x.checked_add(*y) } else { x.checked_sub(*y) };
+                return Ok(r.map(|r| Item::Quantity(Quantity { value: r, unit: Arc::from(*ux) })).into_iter().collect());
             }
             // convert y to ux
             match (qty_canonical(Decimal::ONE, ux), qty_canonical(*y, uy)) {
                 (Some((fx, kx)), Some((cy, ky))) if kx == ky && !fx.is_zero() => {
-                    let yy = cy / fx;
-                    let r = if op == Add { x + yy } else { x - yy };
-                    Ok(vec![Item::Quantity(Quantity { value: r, unit: Arc::from(*ux) })])
+                    let r = cy.checked_div(fx).and_then(|yy| if op == Add { x.checked_add(yy) } else { x.checked_sub(yy) });
+                    Ok(r.map(|r| Item::Quantity(Quantity { value: r, unit: Arc::from(*ux) })).into_iter().collect())
                 }
                 _ => Ok(Vec::new()),
             }
@@ -1007,27 +1009,29 @@ fn arith<'a>(op: BinOp, a: &Item<'a>, b: &Item<'a>) -> R<'a> {
             }
             dims.retain(|_, v| *v != 0);
             let value = if op == Mul {
-                x * fx * y * fy
+                x.checked_mul(fx).and_then(|a| a.checked_mul(*y)).and_then(|a| a.checked_mul(fy))
             } else {
-                if (y * fy).is_zero() {
-                    return Ok(Vec::new());
+                let den = y.checked_mul(fy);
+                match den {
+                    Some(d) if !d.is_zero() => x.checked_mul(fx).and_then(|n| n.checked_div(d)).map(|r| r.normalize()),
+                    _ => None,
                 }
-                (x * fx / (y * fy)).normalize()
             };
+            let Some(value) = value else { return Ok(Vec::new()) };
             Ok(vec![Item::Quantity(Quantity { value, unit: Arc::from(ucum::format_dims(&dims)) })])
         }
         (Mul, Prim::Qty(x, u), Prim::Int(_) | Prim::Dec(_)) => {
-            Ok(vec![Item::Quantity(Quantity { value: x * b.as_decimal().unwrap(), unit: Arc::from(*u) })])
+            Ok(x.checked_mul(b.as_decimal().unwrap()).map(|v| Item::Quantity(Quantity { value: v, unit: Arc::from(*u) })).into_iter().collect())
         }
         (Mul, Prim::Int(_) | Prim::Dec(_), Prim::Qty(x, u)) => {
-            Ok(vec![Item::Quantity(Quantity { value: x * a.as_decimal().unwrap(), unit: Arc::from(*u) })])
+            Ok(x.checked_mul(a.as_decimal().unwrap()).map(|v| Item::Quantity(Quantity { value: v, unit: Arc::from(*u) })).into_iter().collect())
         }
         (Div, Prim::Qty(x, u), Prim::Int(_) | Prim::Dec(_)) => {
             let y = b.as_decimal().unwrap();
             if y.is_zero() {
                 return Ok(Vec::new());
             }
-            Ok(vec![Item::Quantity(Quantity { value: (x / y).normalize(), unit: Arc::from(*u) })])
+            Ok(x.checked_div(y).map(|v| Item::Quantity(Quantity { value: v.normalize(), unit: Arc::from(*u) })).into_iter().collect())
         }
         _ => fail(format!("operator {:?} cannot be applied to {} and {}", op, a.type_name(), b.type_name())),
     }

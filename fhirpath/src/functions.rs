@@ -735,7 +735,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             Abs | Ceiling | Floor | Truncate | Exp | Ln | Sqrt => {
                 let Some(it) = self.focus_single(fc, &focus)? else { return Ok(Vec::new()) };
                 match (fc.func, it.prim()) {
-                    (Abs, Prim::Int(i)) => Ok(vec![Item::Integer(i.abs())]),
+                    (Abs, Prim::Int(i)) => Ok(i.checked_abs().map(Item::Integer).into_iter().collect()),
                     (Abs, Prim::Dec(d)) => Ok(vec![Item::Decimal(d.abs())]),
                     (Abs, Prim::Qty(v, u)) => Ok(vec![Item::Quantity(Quantity { value: v.abs(), unit: Arc::from(u) })]),
                     (Ceiling | Floor | Truncate, Prim::Int(i)) => Ok(vec![Item::Integer(i)]),

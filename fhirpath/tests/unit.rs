@@ -270,3 +270,25 @@ fn parse_errors_and_eval_errors() {
     assert_eq!(e.source(), "  name.`family`  // comment");
     assert_eq!(strs(&evaluate(&e, &ctx, &p, "Patient").unwrap()), ["a", "b"]);
 }
+
+#[test]
+fn no_panics_on_odd_input() {
+    let m = suite::model();
+    let p = json!({"resourceType": "Patient", "birthDate": "19é0-01-01", "name": [{"given": ["ü"]}],
+                   "multipleBirthInteger": 9223372036854775807i64});
+    let ctx = Context::new(m).with_resource(&p);
+    for src in [
+        "birthDate < today()", "'é1'.toTime()", "'ééé'.toDate()", "'2014-ü'.toDateTime()",
+        "99999999999999999999999999.0 * 99999999999999999999999999.0",
+        "99999999999999999999999999.0 'kg' * 99999999999999999999999999.0 'kg'",
+        "99999999999999999999999999.0 'kg' + 99999999999999999999999999.0 'kg'",
+        "@2014-01-01 + 99999999999999999999999999.0 days", "multipleBirth.abs()", "-multipleBirth",
+        "name.given.substring(5, 100)", "name.given.toChars()", "'abc'.substring(-1)",
+        "'a'.replaceMatches('(', 'x')", "1 '{{}' = 1 'm'", "'x'.matches('[')",
+    ] {
+        // invalid regex literals are parse errors; everything else must evaluate or error, not panic
+        if let Ok(e) = Expression::parse(src) {
+            let _ = evaluate(&e, &ctx, &p, "Patient");
+        }
+    }
+}
