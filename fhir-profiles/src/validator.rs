@@ -331,10 +331,66 @@ impl<'a> Ctx<'a> {
                 self.apply_rule_profile(res, &rp, path);
             }
         }
+        if let Some(Value::Array(contained)) = obj.get("contained") {
+            self.check_contained_referenced(res, contained, path);
+        }
         if pushed_bundle {
             self.bundles.pop();
         }
         self.resources.pop();
+    }
+
+    /// dom-3: every contained resource is referenced from the rest of the resource (or refers to
+    /// the container with `#`).
+    fn check_contained_referenced(&mut self, res: &'a Value, contained: &'a [Value], path: &str) {
+        fn collect<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+            match v {
+                Value::Object(o) => {
+                    for (k, x) in o {
+                        if let Value::String(s) = x {
+                            if s.starts_with('#') && (k == "reference" || k.starts_with("value") || k == "url" || k.ends_with("Canonical")) {
+                                out.push(&s[1..]);
+                            }
+                        } else {
+                            collect(x, out);
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+                Value::String(s) if s.starts_with('#') => out.push(&s[1..]),
+                _ => {}
+            }
+        }
+        let mut refs: Vec<&str> = Vec::new();
+        if let Some(o) = res.as_object() {
+            for (k, x) in o {
+                if k != "contained" {
+                    collect(x, &mut refs);
+                }
+            }
+        }
+        for (i, c) in contained.iter().enumerate() {
+            let Some(id) = c.get("id").and_then(Value::as_str) else { continue };
+            if refs.contains(&id) {
+                continue;
+            }
+            // referenced from another contained resource, or referring to the container
+            let mut inner: Vec<&str> = Vec::new();
+            for (j, o) in contained.iter().enumerate() {
+                if j != i {
+                    collect(o, &mut inner);
+                }
+            }
+            let mut own: Vec<&str> = Vec::new();
+            collect(c, &mut own);
+            if inner.contains(&id) || own.contains(&"") {
+                continue;
+            }
+            self.issues.push(
+                Issue::error("invariant", format!("{path}.contained[{i}]"), format!("Constraint failed: dom-3: the contained resource '{id}' is not referenced from elsewhere in the resource and does not refer to its container (contained resources SHALL be referenced)"))
+                    .with_rule("dom-3"),
+            );
+        }
     }
 
     /// A gateway rule profile: constraints only when its differential only touches the root.
@@ -534,6 +590,16 @@ impl<'a> Ctx<'a> {
         }
         if ty.code == "Reference" {
             self.check_reference(obj, &el.types, ty, path);
+        }
+        if ty.code == "Extension" {
+            // ext-1
+            let has_ext = obj.contains_key("extension");
+            let has_value = obj.keys().any(|k| k.len() > 5 && k.starts_with("value") && k.as_bytes()[5].is_ascii_uppercase());
+            if has_ext && has_value {
+                self.err("invariant", path, "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'".into());
+            } else if !has_ext && !has_value {
+                self.err("invariant", path, "Constraint failed: ext-1: 'Must have either extensions or value[x], not both' (it has neither)".into());
+            }
         }
     }
 
@@ -971,6 +1037,8 @@ impl<'a> Ctx<'a> {
             if !self.evaluated.insert((ptr(v), Arc::as_ptr(c) as usize)) {
                 continue;
             }
+            let _t = (*PROFILE_CONSTRAINTS).then(std::time::Instant::now);
+            let _guard = Timer(_t, &c.key);
             match &c.parsed {
                 Err(e) => self.warn("invariant", path, format!("Constraint {} ({}) could not be parsed, so it was not checked: {e}", c.key, c.expression)),
                 Ok(expr) => match fhirpath::evaluate_items_bool(expr, &fctx, vec![item.clone()]) {
@@ -1424,5 +1492,15 @@ impl ModelExt for fhirpath::Model {
             ty = if name == "BackboneElement" || name == "Element" { format!("{ty}.{s}") } else { name.to_string() };
         }
         any.then_some(ty)
+    }
+}
+
+static PROFILE_CONSTRAINTS: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("FHIR_PROFILES_TIME_CONSTRAINTS").is_ok());
+struct Timer<'k>(Option<std::time::Instant>, &'k str);
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            eprintln!("CONSTRAINT {} {}", self.1, t.elapsed().as_nanos());
+        }
     }
 }
