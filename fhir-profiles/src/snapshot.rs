@@ -163,7 +163,33 @@ impl Gen<'_> {
                     }
                 }
             }
+            // the new slice starts with the (unrolled) children of the sliced element
+            let bid = id_of(&self.elems[bi]).to_string();
+            let child_prefix = format!("{bid}.");
+            let mut kids: Vec<Map<String, Value>> = Vec::new();
+            let mut j = bi + 1;
+            while j < self.elems.len() {
+                let oid = id_of(&self.elems[j]).to_string();
+                if let Some(rest) = oid.strip_prefix(&child_prefix) {
+                    let mut k = self.elems[j].clone();
+                    k.insert("id".into(), Value::String(format!("{id}.{rest}")));
+                    kids.push(k);
+                    j += 1;
+                } else if oid.starts_with(&format!("{bid}:")) {
+                    j += 1;
+                    while j < self.elems.len() && id_of(&self.elems[j]).starts_with(&format!("{bid}:")) {
+                        j += 1;
+                    }
+                } else {
+                    break;
+                }
+            }
+            // nested slices of the children stay with the base: drop child slices
+            kids.retain(|k| !id_of(k)[id.len()..].contains(':'));
             self.elems.insert(end, ne);
+            let n = kids.len();
+            self.elems.splice(end + 1..end + 1, kids);
+            let _ = n;
             return Ok(end);
         }
         let parent = parent.ok_or_else(|| format!("element {id} not found in base"))?;
@@ -183,7 +209,8 @@ impl Gen<'_> {
             let oid = id_of(&self.elems[j]);
             if let Some(rest) = oid.strip_prefix(&child_prefix) {
                 if let Some(stem) = rest.strip_suffix("[x]") {
-                    if let Some(tname) = last.strip_prefix(stem) {
+                    let plast = path.rsplit('.').next().unwrap_or(last);
+                    if let Some(tname) = plast.strip_prefix(stem).or_else(|| last.strip_prefix(stem)) {
                         let types = self.elems[j].get("type").and_then(Value::as_array).cloned().unwrap_or_default();
                         let keep: Vec<Value> = types.into_iter().filter(|t| t.get("code").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case(tname))).collect();
                         if keep.is_empty() {

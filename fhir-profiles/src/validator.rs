@@ -331,6 +331,11 @@ impl<'a> Ctx<'a> {
                 self.apply_rule_profile(res, &rp, path);
             }
         }
+        if rt == "StructureDefinition" && obj.get("snapshot").is_none() && obj.get("differential").is_some() && obj.get("baseDefinition").is_some() {
+            if let Err(e) = crate::snapshot::generate_snapshot(self.store, res) {
+                self.err("processing", path, format!("Error generating Snapshot: {e}"));
+            }
+        }
         if let Some(Value::Array(contained)) = obj.get("contained") {
             self.check_contained_referenced(res, contained, path);
         }
@@ -441,7 +446,7 @@ impl<'a> Ctx<'a> {
             entry_of: HashMap::new(),
             by_full_url: HashMap::new(),
             by_type_id: HashMap::new(),
-            is_document: b.get("type").and_then(Value::as_str) == Some("document"),
+            is_document: matches!(b.get("type").and_then(Value::as_str), Some("document" | "message")),
         };
         let btype = b.get("type").and_then(Value::as_str).unwrap_or("");
         if let Some(entries) = b.get("entry").and_then(Value::as_array) {
@@ -459,13 +464,26 @@ impl<'a> Ctx<'a> {
                                 self.err("invalid", &format!("{path}.entry[{i}]"), format!("Duplicate fullUrl '{fu}': fullUrl must be unique in a bundle"));
                             }
                         }
-                        if absolute && !fu.starts_with("urn:") {
+                        if fu.starts_with("http://") || fu.starts_with("https://") {
                             if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
                                 let tail = format!("{rt}/{id}");
                                 if !fu.ends_with(&tail) && !fu.contains(&format!("{tail}/_history/")) {
                                     self.err("invalid", &format!("{path}.entry[{i}]"), format!("The fullUrl '{fu}' does not match the resource's type and id ({tail})"));
                                 }
                             }
+                        }
+                    }
+                }
+                if btype == "searchset" {
+                    if let Some(r) = res {
+                        match e.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str) {
+                            Some("outcome") if r.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
+                                self.err("invalid", &format!("{path}.entry[{i}].resource"), format!("This is not an OperationOutcome ({}): search.mode 'outcome' entries must be OperationOutcomes", r.get("resourceType").and_then(Value::as_str).unwrap_or("?")));
+                            }
+                            Some("match") | None if r.get("id").is_none() && r.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
+                                self.err("invalid", &format!("{path}.entry[{i}].resource"), "Search results must have ids".into());
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -871,7 +889,28 @@ impl<'a> Ctx<'a> {
         }
         if *ty.is_resource.get_or_init(|| is_resource_type_code(self.store, &ty.code)) {
             if let Some(v) = m {
-                self.validate_resource(v, path, &ty.profiles, false);
+                if ty.profiles.len() > 1 {
+                    // type.profile lists alternatives: the resource must conform to one of them
+                    let mut chosen: Option<String> = None;
+                    for p in &ty.profiles {
+                        if let Some(pp) = self.store.profile(p) {
+                            let mut sub = path.clone();
+                            if self.conforms(v, &pp, &mut sub) {
+                                chosen = Some(p.clone());
+                                break;
+                            }
+                        }
+                    }
+                    match chosen {
+                        Some(p) => self.validate_resource(v, path, std::slice::from_ref(&p), false),
+                        None => {
+                            self.err("structure", path, format!("The resource does not conform to any of the allowed profiles: {}", ty.profiles.join(", ")));
+                            self.validate_resource(v, path, &[], false);
+                        }
+                    }
+                } else {
+                    self.validate_resource(v, path, &ty.profiles, false);
+                }
                 if ty.code != "Resource" && ty.code != "DomainResource" {
                     if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
                         if rt != ty.code {
@@ -1076,8 +1115,8 @@ impl<'a> Ctx<'a> {
         } else if let Some(b) = self.bundles.last().cloned() {
             resolved = b.resolve(r);
             if resolved.is_none() {
-                if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
-                    self.err("not-found", path, format!("Can't find '{r}' in the bundle: no entry has this fullUrl"));
+                if (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:")) && !b.is_document {
+                    self.warn("not-found", path, format!("Can't find '{r}' in the bundle: no entry has this fullUrl"));
                 } else if b.is_document {
                     self.err("not-found", path, format!("Can't find '{r}' in the bundle: references in a document must resolve inside the document"));
                 }
@@ -1124,6 +1163,8 @@ impl<'a> Ctx<'a> {
             None => {
                 if url.starts_with("http://example.org") || url.starts_with("https://example.org") {
                     self.err("not-found", path, format!("The extension {url} could not be found so is not allowed here (example URLs are not allowed)"));
+                } else if url.starts_with("http://hl7.org/fhir/") {
+                    self.warn("not-found", path, format!("The extension {url} is not in the loaded packages (it belongs to an HL7 package that is not loaded), so it could not be checked"));
                 } else {
                     self.err("not-found", path, format!("The extension {url} could not be found so is not allowed here"));
                 }
@@ -1143,8 +1184,16 @@ impl<'a> Ctx<'a> {
             let e = &e.replace("[x]", "");
             match t.as_str() {
                 "element" => {
-                    if e == "Element" || e == "Base" || *e == base_path || Some(e.as_str()) == holder_type.as_deref() || e == "Resource" && !base_path.contains('.') || e == "DomainResource" && !base_path.contains('.') {
+                    if e == "Element" || e == "Base" || *e == base_path || e.starts_with(&format!("{base_path}.")) || Some(e.as_str()) == holder_type.as_deref() || e == "Resource" && !base_path.contains('.') || e == "DomainResource" && !base_path.contains('.') {
                         return;
+                    }
+                    // a context inside a datatype (ElementDefinition.type.code) for a holder path ending
+                    // in the same element (StructureDefinition.snapshot.element.type)
+                    if let Some((_, e_rest)) = e.split_once('.') {
+                        let holder_last = base_path.rsplit('.').next().unwrap_or("");
+                        if e_rest.split('.').next() == Some(holder_last) && base_path.contains('.') {
+                            return;
+                        }
                     }
                     // a datatype context (CodeableConcept) against the holder's type
                     if let Some(ht) = &holder_type {
