@@ -1,0 +1,440 @@
+//! The ingestion mapper: adds the international coding beside every original coding that an
+//! active mapping table maps, and reports the codes of mappable systems that no table maps.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::FastMap;
+use crate::conceptmap::Equivalence;
+use crate::systems::Systems;
+use crate::table::MappingTable;
+
+/// Extension on an added Coding: the mapping table (ConceptMap `url|version`) that produced it (valueCanonical).
+pub const EXT_MAPPED_BY: &str = "http://jpfhir.jp/fhir/gateway/StructureDefinition/mapped-by";
+/// Extension on an added Coding: the ConceptMap equivalence of the mapping (valueCode).
+pub const EXT_MAPPED_EQUIVALENCE: &str = "http://jpfhir.jp/fhir/gateway/StructureDefinition/mapped-equivalence";
+/// Extension on a bare Coding (one that is not in a `coding` array, e.g. `Bundle.meta.tag`): the
+/// mapped Coding (valueCoding), since a sibling cannot be added there.
+pub const EXT_MAPPED_CODING: &str = "http://jpfhir.jp/fhir/gateway/StructureDefinition/mapped-coding";
+
+/// One prepared target: the Coding to add, built once when the mapper is built.
+#[derive(Debug)]
+pub struct PreparedTarget {
+    pub system: String,
+    pub code: String,
+    pub equivalence: Equivalence,
+    /// ConceptMap `url|version` of the table.
+    pub table: Arc<str>,
+    pub coding: Value,
+}
+
+type Targets = Arc<[Arc<PreparedTarget>]>;
+
+#[derive(Default)]
+struct SystemEntry {
+    global: FastMap<Box<str>, Targets>,
+    by_institution: FastMap<Box<str>, FastMap<Box<str>, Targets>>,
+}
+
+/// A coding that was mapped.
+#[derive(Debug, Clone)]
+pub struct MappedCode {
+    pub source_system: String,
+    pub source_code: String,
+    pub target: Arc<PreparedTarget>,
+}
+
+/// What [`Mapper::map_resource`] did.
+#[derive(Debug, Default, Clone)]
+pub struct MappingReport {
+    /// Codings added (one per target).
+    pub mapped: Vec<MappedCode>,
+    /// Codes of mappable source systems (systems that some table maps from) without a mapping: (system, code).
+    pub unmapped: Vec<(String, String)>,
+    /// Codes a table explicitly marks `unmatched`/`disjoint` (reviewed, nothing to add; not queued).
+    pub explicitly_unmatched: usize,
+}
+
+/// Immutable index of the active mapping tables. Build one per activation state and share it (`Arc`).
+pub struct Mapper {
+    by_system: FastMap<Box<str>, u32>,
+    entries: Vec<SystemEntry>,
+    tables: Vec<String>,
+}
+
+fn prepare(t: &MappingTable, table: &Arc<str>) -> FastMap<Box<str>, Targets> {
+    let mut tmp: FastMap<Box<str>, Vec<Arc<PreparedTarget>>> = FastMap::default();
+    tmp.reserve(t.rows.len());
+    for r in &t.rows {
+        let list = tmp.entry(r.source_code.as_str().into()).or_default();
+        if !r.equivalence.is_match() || r.target_code.is_empty() {
+            // kept as an empty entry: known, explicitly without a usable mapping
+            continue;
+        }
+        let mut c = Map::new();
+        c.insert(
+            "extension".into(),
+            json!([
+                {"url": EXT_MAPPED_BY, "valueCanonical": &**table},
+                {"url": EXT_MAPPED_EQUIVALENCE, "valueCode": r.equivalence.as_str()}
+            ]),
+        );
+        c.insert("system".into(), Value::String(t.meta.target_system.clone()));
+        c.insert("code".into(), Value::String(r.target_code.clone()));
+        if !r.target_display.is_empty() {
+            c.insert("display".into(), Value::String(r.target_display.clone()));
+        }
+        c.insert("userSelected".into(), Value::Bool(false));
+        list.push(Arc::new(PreparedTarget { system: t.meta.target_system.clone(), code: r.target_code.clone(), equivalence: r.equivalence, table: table.clone(), coding: Value::Object(c) }));
+    }
+    tmp.into_iter().map(|(k, v)| (k, Arc::from(v))).collect()
+}
+
+fn is_mapper_output(obj: &Map<String, Value>) -> bool {
+    obj.get("extension").and_then(Value::as_array).is_some_and(|a| a.iter().any(|e| e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_BY)))
+}
+
+impl Mapper {
+    /// Index the given (active) tables. Every alias of a source system is indexed, so a coding
+    /// using the OID form of a system maps like the URL form. When two global tables map the same
+    /// system, the one listed first wins for a code both map.
+    pub fn new(tables: &[Arc<MappingTable>], systems: &Systems) -> Mapper {
+        let mut m = Mapper { by_system: FastMap::default(), entries: Vec::new(), tables: Vec::new() };
+        for t in tables {
+            let canon = systems.canonical(&t.meta.source_system).to_string();
+            let idx = match m.by_system.get(canon.as_str()) {
+                Some(&i) => i,
+                None => {
+                    let i = m.entries.len() as u32;
+                    m.entries.push(SystemEntry::default());
+                    for alias in systems.aliases_of(&canon).into_iter().chain([canon.clone(), t.meta.source_system.clone()]) {
+                        m.by_system.entry(alias.into_boxed_str()).or_insert(i);
+                    }
+                    i
+                }
+            };
+            let table: Arc<str> = Arc::from(t.canonical());
+            m.tables.push(t.canonical());
+            let prepared = prepare(t, &table);
+            let entry = &mut m.entries[idx as usize];
+            let dest = match &t.meta.institution {
+                Some(inst) => entry.by_institution.entry(inst.as_str().into()).or_default(),
+                None => &mut entry.global,
+            };
+            for (k, v) in prepared {
+                dest.entry(k).or_insert(v);
+            }
+        }
+        m
+    }
+
+    /// `url|version` of every indexed table.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// Is some table mapping from this system?
+    pub fn is_mappable_system(&self, system: &str) -> bool {
+        self.by_system.contains_key(system)
+    }
+
+    /// Targets for (system, code) for an institution: its own tables first, then the global ones.
+    /// `None`: the system is not mappable. `Some(None)`: mappable, no entry for the code.
+    #[inline]
+    pub fn lookup(&self, system: &str, code: &str, institution: &str) -> Option<Option<&Targets>> {
+        let &i = self.by_system.get(system)?;
+        let e = &self.entries[i as usize];
+        if !e.by_institution.is_empty() {
+            if let Some(t) = e.by_institution.get(institution).and_then(|m| m.get(code)) {
+                return Some(Some(t));
+            }
+        }
+        Some(e.global.get(code))
+    }
+
+    /// Add the mapped codings to every coded element of `resource` (CodeableConcept.coding and
+    /// bare Codings, at any depth, contained resources and Bundle entries included). Originals
+    /// are never changed; codings the mapper added earlier are neither mapped again nor duplicated.
+    /// One level of chaining: an added coding is itself mapped (e.g. local code -> JLAC10 -> LOINC).
+    pub fn map_resource(&self, resource: &mut Value, institution: &str) -> MappingReport {
+        let mut report = MappingReport::default();
+        self.walk(resource, institution, &mut report);
+        report
+    }
+
+    /// Remove what an earlier mapping added (codings and bare-coding extensions carrying the
+    /// mapper's extensions), then map again with this mapper (used to re-map stored data with a
+    /// new table version).
+    pub fn remap_resource(&self, resource: &mut Value, institution: &str) -> MappingReport {
+        strip_mapped(resource);
+        self.map_resource(resource, institution)
+    }
+
+    fn walk(&self, v: &mut Value, inst: &str, report: &mut MappingReport) {
+        match v {
+            Value::Object(obj) => {
+                if let Some(Value::Array(codings)) = obj.get_mut("coding") {
+                    self.map_codings(codings, inst, report);
+                    for (k, child) in obj.iter_mut() {
+                        if k != "coding" && (child.is_object() || child.is_array()) {
+                            self.walk(child, inst, report);
+                        }
+                    }
+                    return;
+                }
+                if let (Some(Value::String(_)), Some(Value::String(_))) = (obj.get("system"), obj.get("code")) {
+                    if !obj.contains_key("value") {
+                        self.map_bare(obj, inst, report);
+                        return;
+                    }
+                }
+                for (_, child) in obj.iter_mut() {
+                    if child.is_object() || child.is_array() {
+                        self.walk(child, inst, report);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for x in a {
+                    if x.is_object() || x.is_array() {
+                        self.walk(x, inst, report);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn resolve<'a>(&'a self, system: &str, code: &str, inst: &str, report: &mut MappingReport) -> Option<&'a Targets> {
+        match self.lookup(system, code, inst) {
+            None => None,
+            Some(Some(t)) if !t.is_empty() => Some(t),
+            Some(Some(_)) => {
+                report.explicitly_unmatched += 1;
+                None
+            }
+            Some(None) => {
+                report.unmapped.push((system.to_string(), code.to_string()));
+                None
+            }
+        }
+    }
+
+    fn map_codings(&self, codings: &mut Vec<Value>, inst: &str, report: &mut MappingReport) {
+        let mut adds: Vec<Arc<PreparedTarget>> = Vec::new();
+        let mut sources: Vec<(usize, usize)> = Vec::new();
+        for (i, c) in codings.iter().enumerate() {
+            let Some(obj) = c.as_object() else { continue };
+            let (Some(system), Some(code)) = (obj.get("system").and_then(Value::as_str), obj.get("code").and_then(Value::as_str)) else { continue };
+            if is_mapper_output(obj) {
+                continue;
+            }
+            if let Some(targets) = self.resolve(system, code, inst, report) {
+                for t in targets.iter() {
+                    adds.push(t.clone());
+                    sources.push((i, adds.len() - 1));
+                }
+            }
+        }
+        if adds.is_empty() {
+            return;
+        }
+        // one level of chaining: map the new codings too
+        let first_level = adds.len();
+        for k in 0..first_level {
+            let (sys, code) = (adds[k].system.clone(), adds[k].code.clone());
+            if let Some(&i) = self.by_system.get(sys.as_str()) {
+                let e = &self.entries[i as usize];
+                let hit = e.by_institution.get(inst).and_then(|m| m.get(code.as_str())).or_else(|| e.global.get(code.as_str()));
+                if let Some(ts) = hit {
+                    for t in ts.iter() {
+                        adds.push(t.clone());
+                    }
+                }
+            }
+        }
+        for (n, t) in adds.iter().enumerate() {
+            let exists = codings.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(t.system.as_str()) && c.get("code").and_then(Value::as_str) == Some(t.code.as_str()));
+            if !exists {
+                let (src_system, src_code) = match sources.iter().find(|(_, a)| *a == n) {
+                    Some((i, _)) => (
+                        codings[*i].get("system").and_then(Value::as_str).unwrap_or("").to_string(),
+                        codings[*i].get("code").and_then(Value::as_str).unwrap_or("").to_string(),
+                    ),
+                    None => (String::from("(chained)"), String::new()),
+                };
+                codings.push(t.coding.clone());
+                report.mapped.push(MappedCode { source_system: src_system, source_code: src_code, target: t.clone() });
+            }
+        }
+    }
+
+    fn map_bare(&self, obj: &mut Map<String, Value>, inst: &str, report: &mut MappingReport) {
+        if is_mapper_output(obj) {
+            return;
+        }
+        let (system, code) = match (obj.get("system"), obj.get("code")) {
+            (Some(Value::String(s)), Some(Value::String(c))) => (s.as_str(), c.as_str()),
+            _ => return,
+        };
+        let Some(targets) = self.resolve(system, code, inst, report) else { return };
+        let (system, code) = (system.to_string(), code.to_string());
+        let ext = obj.entry("extension").or_insert_with(|| Value::Array(Vec::new()));
+        let Some(arr) = ext.as_array_mut() else { return };
+        for t in targets.iter() {
+            let exists = arr.iter().any(|e| {
+                e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_CODING) && e.pointer("/valueCoding/system").and_then(Value::as_str) == Some(t.system.as_str()) && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(t.code.as_str())
+            });
+            if !exists {
+                arr.push(json!({"url": EXT_MAPPED_CODING, "valueCoding": t.coding.clone()}));
+                report.mapped.push(MappedCode { source_system: system.clone(), source_code: code.clone(), target: t.clone() });
+            }
+        }
+    }
+}
+
+/// Remove every coding / extension the mapper added (see [`Mapper::remap_resource`]).
+pub fn strip_mapped(v: &mut Value) {
+    match v {
+        Value::Object(obj) => {
+            if let Some(Value::Array(codings)) = obj.get_mut("coding") {
+                codings.retain(|c| !c.as_object().is_some_and(is_mapper_output));
+            }
+            if let Some(Value::Array(ext)) = obj.get_mut("extension") {
+                ext.retain(|e| e.get("url").and_then(Value::as_str) != Some(EXT_MAPPED_CODING));
+                if ext.is_empty() {
+                    obj.remove("extension");
+                }
+            }
+            for (_, c) in obj.iter_mut() {
+                strip_mapped(c);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_mapped),
+        _ => {}
+    }
+}
+
+/// One line of the unmapped-code queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmappedEntry {
+    pub institution: String,
+    pub system: String,
+    pub code: String,
+    pub count: u64,
+}
+
+/// In-memory unmapped-code queue, counted per institution, code system and code. The gateway
+/// reads it through its API and persists it (e.g. by draining it into the database periodically).
+#[derive(Default)]
+pub struct UnmappedQueue {
+    inner: Mutex<BTreeMap<(String, String, String), u64>>,
+}
+
+impl UnmappedQueue {
+    pub fn new() -> UnmappedQueue {
+        UnmappedQueue::default()
+    }
+
+    /// Count the unmapped codes of one mapping report.
+    pub fn record(&self, institution: &str, report: &MappingReport) {
+        if report.unmapped.is_empty() {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap();
+        for (s, c) in &report.unmapped {
+            *g.entry((institution.to_string(), s.clone(), c.clone())).or_insert(0) += 1;
+        }
+    }
+
+    /// Entries, optionally for one institution and/or system, sorted by institution, system, code.
+    pub fn entries(&self, institution: Option<&str>, system: Option<&str>) -> Vec<UnmappedEntry> {
+        self.inner
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((i, s, _), _)| institution.is_none_or(|x| x == i) && system.is_none_or(|x| x == s))
+            .map(|((i, s, c), n)| UnmappedEntry { institution: i.clone(), system: s.clone(), code: c.clone(), count: *n })
+            .collect()
+    }
+
+    /// Per (institution, system): number of distinct codes and total occurrences.
+    pub fn summary(&self) -> Vec<(String, String, usize, u64)> {
+        let mut out: BTreeMap<(String, String), (usize, u64)> = BTreeMap::new();
+        for ((i, s, _), n) in self.inner.lock().unwrap().iter() {
+            let e = out.entry((i.clone(), s.clone())).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += n;
+        }
+        out.into_iter().map(|((i, s), (d, n))| (i, s, d, n)).collect()
+    }
+
+    /// Drop the entries that `mapper` now maps (after a new table version is activated).
+    pub fn retain_unmapped(&self, mapper: &Mapper) {
+        self.inner.lock().unwrap().retain(|(i, s, c), _| !matches!(mapper.lookup(s, c, i), Some(Some(_))));
+    }
+
+    /// Take every entry out (for persisting).
+    pub fn drain(&self) -> Vec<UnmappedEntry> {
+        std::mem::take(&mut *self.inner.lock().unwrap()).into_iter().map(|((i, s, c), n)| UnmappedEntry { institution: i, system: s, code: c, count: n }).collect()
+    }
+}
+
+/// Progress of a background re-mapping job (the gateway runs the job over stored resources,
+/// calling [`Mapper::remap_resource`] for each, and exposes this through its API).
+#[derive(Debug, Default)]
+pub struct RemapProgress {
+    pub total: AtomicUsize,
+    pub done: AtomicUsize,
+    pub changed: AtomicUsize,
+    pub failed: AtomicUsize,
+    pub cancelled: AtomicBool,
+    pub finished: AtomicBool,
+}
+
+/// A point-in-time view of [`RemapProgress`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemapStatus {
+    pub total: usize,
+    pub done: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub cancelled: bool,
+    pub finished: bool,
+}
+
+impl RemapProgress {
+    pub fn status(&self) -> RemapStatus {
+        RemapStatus {
+            total: self.total.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            changed: self.changed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Re-map a batch in place; returns the indices of the resources whose content changed
+    /// (the caller writes those back). Stops early when cancelled.
+    pub fn remap_batch(&self, mapper: &Mapper, batch: &mut [(Value, String)]) -> Vec<usize> {
+        let mut changed = Vec::new();
+        for (i, (res, inst)) in batch.iter_mut().enumerate() {
+            if self.cancelled.load(Ordering::Relaxed) {
+                break;
+            }
+            let before = res.clone();
+            mapper.remap_resource(res, inst);
+            if *res != before {
+                changed.push(i);
+                self.changed.fetch_add(1, Ordering::Relaxed);
+            }
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+}
