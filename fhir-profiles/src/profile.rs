@@ -44,6 +44,10 @@ pub struct CElement {
     pub many: bool,
     pub types: Vec<CType>,
     pub children: Vec<u32>,
+    /// JSON name -> child (non-choice children), and the choice children.
+    pub(crate) child_index: HashMap<String, u32, crate::validator::FxBuild>,
+    pub(crate) choice_children: Vec<u32>,
+    pub(crate) required_children: Vec<u32>,
     pub slices: Vec<u32>,
     pub slicing: Option<Slicing>,
     pub content_ref: Option<u32>,
@@ -319,6 +323,9 @@ impl PackageStore {
                 many,
                 types,
                 children: vec![],
+                child_index: HashMap::default(),
+                choice_children: vec![],
+                required_children: vec![],
                 slices: vec![],
                 slicing,
                 content_ref: None,
@@ -357,6 +364,20 @@ impl PackageStore {
             if let Some(p) = last_dot {
                 if let Some(&pi) = by_id.get(&id[..p]) {
                     out[pi as usize].children.push(i as u32);
+                }
+            }
+        }
+        for i in 0..out.len() {
+            let kids = out[i].children.clone();
+            for c in kids {
+                let (name, choice) = (out[c as usize].name.clone(), out[c as usize].choice);
+                if out[c as usize].min > 0 {
+                    out[i].required_children.push(c);
+                }
+                if choice {
+                    out[i].choice_children.push(c);
+                } else {
+                    out[i].child_index.entry(name).or_insert(c);
                 }
             }
         }

@@ -135,15 +135,39 @@ fn find_contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
 
 type Key = (usize, usize);
 
+/// A small, fast hasher for pointer-pair keys (no DoS concern: keys are addresses).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ *b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_usize(i as usize)
+    }
+}
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+type FxSet<K> = HashSet<K, FxBuild>;
+
 struct Ctx<'a> {
     store: &'a PackageStore,
     term: &'a dyn Terminology,
     model: &'a fhirpath::Model,
     issues: Vec<Issue>,
-    emitted: HashSet<Key>,
-    cache: HashMap<Key, Rc<Vec<Issue>>>,
-    in_progress: HashSet<Key>,
-    evaluated: HashSet<Key>,
+    emitted: FxSet<Key>,
+    cache: HashMap<Key, Rc<Vec<Issue>>, FxBuild>,
+    in_progress: FxSet<Key>,
+    evaluated: FxSet<Key>,
+    found_pool: Vec<Vec<(u32, &'a str, &'a Value, bool)>>,
+    items_pool: Vec<Vec<(Option<&'a Value>, Option<&'a Value>)>>,
     bundles: Vec<Rc<BundleIndex<'a>>>,
     /// stack of (resource, root resource for %rootResource, container for #refs)
     resources: Vec<(&'a Value, &'a Value)>,
@@ -248,10 +272,12 @@ impl<'a> Ctx<'a> {
             term: &*v.terminology,
             model: v.store.fhirpath_model(),
             issues: Vec::new(),
-            emitted: HashSet::new(),
-            cache: HashMap::new(),
-            in_progress: HashSet::new(),
-            evaluated: HashSet::new(),
+            emitted: FxSet::default(),
+            cache: HashMap::default(),
+            in_progress: FxSet::default(),
+            evaluated: FxSet::default(),
+            found_pool: Vec::new(),
+            items_pool: Vec::new(),
             bundles: Vec::new(),
             resources: Vec::new(),
             rules: v.store.rules(),
@@ -647,9 +673,9 @@ impl<'a> Ctx<'a> {
     /// Map the properties of `obj` to the children of element `ei` and check each.
     #[allow(clippy::too_many_arguments)]
     fn walk_object(&mut self, obj: &'a Map<String, Value>, prof: &Arc<CompiledProfile>, ei: u32, path: &mut String, ctx_path: &mut String, ctx_type: &str, is_resource_root: bool) {
-        let children = &prof.elements[ei as usize].children;
         // property -> child
-        let mut found: Vec<(u32, &'a str, &'a Value, bool)> = Vec::with_capacity(obj.len());
+        let mut found = self.found_pool.pop().unwrap_or_default();
+        found.clear();
         for (k, v) in obj {
             if k == "resourceType" && is_resource_root {
                 continue;
@@ -658,17 +684,15 @@ impl<'a> Ctx<'a> {
                 Some(n) => (n, true),
                 None => (k.as_str(), false),
             };
-            let mut hit = None;
-            for &c in children {
-                let ce = &prof.elements[c as usize];
-                if ce.choice {
+            let pe = &prof.elements[ei as usize];
+            let mut hit = pe.child_index.get(name).copied();
+            if hit.is_none() {
+                for &c in &pe.choice_children {
+                    let ce = &prof.elements[c as usize];
                     if name.len() > ce.name.len() && name.starts_with(ce.name.as_str()) && name.as_bytes()[ce.name.len()].is_ascii_uppercase() {
                         hit = Some(c);
                         break;
                     }
-                } else if ce.name == name {
-                    hit = Some(c);
-                    break;
                 }
             }
             match hit {
@@ -679,15 +703,28 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        for &c in children {
+        // children that must be present
+        for &c in &prof.elements[ei as usize].required_children {
+            if !found.iter().any(|f| f.0 == c) {
+                let ce = &prof.elements[c as usize];
+                self.err("required", path, format!("{}: minimum required = {}, but only found 0 (from {})", ce.path, ce.min, prof.canonical()));
+            }
+        }
+        found.sort_by_key(|f| f.0);
+        let mut gi = 0;
+        while gi < found.len() {
+            let c = found[gi].0;
+            let mut gj = gi + 1;
+            while gj < found.len() && found[gj].0 == c {
+                gj += 1;
+            }
+            let group = &found[gi..gj];
+            gi = gj;
             let ce = &prof.elements[c as usize];
             let mut main: Option<(&'a str, &'a Value)> = None;
             let mut under: Option<&'a Value> = None;
             let mut choice_keys: Vec<&'a str> = Vec::new();
-            for &(fc, k, v, u) in &found {
-                if fc != c {
-                    continue;
-                }
+            for &(_, k, v, u) in group {
                 if u {
                     under = Some(v);
                     if main.is_none() && ce.choice {
@@ -723,7 +760,8 @@ impl<'a> Ctx<'a> {
             };
             let seg: std::borrow::Cow<str> = if ce.choice { format!("{}.ofType({})", ce.name, &key[ce.name.len()..]).into() } else { ce.name.as_str().into() };
             // collect items
-            let mut items: Vec<(Option<&'a Value>, Option<&'a Value>)> = Vec::new();
+            let mut items = self.items_pool.pop().unwrap_or_default();
+            items.clear();
             let mv = main.map(|m| m.1);
             if ce.many {
                 let ma = match mv {
@@ -795,9 +833,8 @@ impl<'a> Ctx<'a> {
                 path.push('.');
                 path.push_str(&seg);
                 if ce.many {
-                    path.push('[');
-                    path.push_str(&i.to_string());
-                    path.push(']');
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
                 }
                 self.check_value(*m, *u, prof, c, &ty, path, ctx_path, ctx_type);
                 if sliced {
@@ -816,7 +853,9 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
+            self.items_pool.push(items);
         }
+        self.found_pool.push(found);
     }
 
     /// The type of a value for element `ce`, given the JSON key used.
@@ -1292,9 +1331,18 @@ impl<'a> Ctx<'a> {
             DiscriminatorType::Type => DiscCache::Types(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| tp.elements[tei as usize].types.iter().map(|t| t.code.clone()).collect())),
             DiscriminatorType::Profile => {
                 let resolve = d.path.ends_with("resolve()");
-                DiscCache::Profiles(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| {
-                    tp.elements[tei as usize].types.iter().flat_map(|t| if resolve { t.target_profiles.clone() } else { t.profiles.clone() }).collect::<Vec<String>>()
-                }).filter(|v| !v.is_empty()))
+                DiscCache::Profiles(
+                    self.slice_element_at(prof, si, &d.path)
+                        .map(|(tp, tei)| {
+                            tp.elements[tei as usize]
+                                .types
+                                .iter()
+                                .flat_map(|t| if resolve { t.target_profiles.clone() } else { t.profiles.clone() })
+                                .filter_map(|p| self.store.profile(&p))
+                                .collect::<Vec<_>>()
+                        })
+                        .filter(|v| !v.is_empty()),
+                )
             }
             DiscriminatorType::Exists => DiscCache::Exists(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| (tp.elements[tei as usize].min, tp.elements[tei as usize].max))),
         }
@@ -1346,16 +1394,14 @@ impl<'a> Ctx<'a> {
                     let actual = self.instance_at(v, &d.path, key);
                     let mut any = false;
                     'outer: for a in actual {
-                        for p in profiles {
-                            if let Some(pp) = self.store.profile(p) {
-                                let mut sub = path.clone();
-                                if !resolve && d.path == "resource" {
-                                    sub.push_str(".resource");
-                                }
-                                if self.conforms(a, &pp, &mut sub) {
-                                    any = true;
-                                    break 'outer;
-                                }
+                        for pp in profiles {
+                            let mut sub = path.clone();
+                            if !resolve && d.path == "resource" {
+                                sub.push_str(".resource");
+                            }
+                            if self.conforms(a, pp, &mut sub) {
+                                any = true;
+                                break 'outer;
                             }
                         }
                     }
@@ -1375,6 +1421,25 @@ impl<'a> Ctx<'a> {
 
     /// Values at a discriminator path in an instance.
     fn instance_at(&self, v: &'a Value, dpath: &str, key: &str) -> Vec<&'a Value> {
+        if dpath == "$this" {
+            return vec![v];
+        }
+        if dpath.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            // a plain child name
+            let mut out = Vec::new();
+            if let Some(o) = v.as_object() {
+                if let Some(x) = o.get(dpath) {
+                    push_flat(&mut out, x);
+                } else {
+                    for (k, x) in o {
+                        if type_of_key(k, dpath).is_some() {
+                            push_flat(&mut out, x);
+                        }
+                    }
+                }
+            }
+            return out;
+        }
         let mut cur: Vec<&'a Value> = vec![v];
         let segs = split_path(dpath);
         let mut i = 0;
@@ -1500,7 +1565,7 @@ impl<'a> Ctx<'a> {
 pub(crate) enum DiscCache {
     Value(Option<(Value, bool)>),
     Types(Option<Vec<String>>),
-    Profiles(Option<Vec<String>>),
+    Profiles(Option<Vec<Arc<CompiledProfile>>>),
     Exists(Option<(u32, Option<u32>)>),
 }
 
