@@ -18,6 +18,7 @@ pub mod snapshot;
 pub mod store;
 pub mod terminology;
 pub mod validator;
+pub mod xml;
 
 pub use issue::{Issue, Severity, has_errors, to_operation_outcome};
 pub use profile::CompiledProfile;
@@ -26,3 +27,4 @@ pub use snapshot::generate_snapshot;
 pub use store::{LoadError, PackageInfo, PackageStore};
 pub use terminology::{Membership, PackageTerminology, Terminology};
 pub use validator::{ValidationOptions, Validator, parse_json};
+pub use xml::parse_xml;

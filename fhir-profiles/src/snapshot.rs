@@ -51,9 +51,11 @@ fn generate(store: &PackageStore, sd: &Value, depth: usize) -> Result<Value, Str
     for d in &diff {
         let Some(d) = d.as_object() else { continue };
         let path = d.get("path").and_then(Value::as_str).ok_or("differential element without path")?;
+        let slice = d.get("sliceName").and_then(Value::as_str);
         let id = match d.get("id").and_then(Value::as_str) {
-            Some(id) => id.to_string(),
-            None => synth_id(path, d.get("sliceName").and_then(Value::as_str), &last_id_for_path),
+            // trust the id only when it names the same element as the path
+            Some(id) if id_names_path(id, path) => id.to_string(),
+            _ => synth_id(path, slice, &last_id_for_path),
         };
         last_id_for_path.insert(path.to_string(), id.clone());
         let idx = g.find_or_create(&id, path, d.get("sliceName").and_then(Value::as_str))?;
@@ -62,6 +64,13 @@ fn generate(store: &PackageStore, sd: &Value, depth: usize) -> Result<Value, Str
     let mut out = sd.as_object().cloned().unwrap_or_default();
     out.insert("snapshot".into(), serde_json::json!({ "element": g.elems.into_iter().map(Value::Object).collect::<Vec<_>>() }));
     Ok(Value::Object(out))
+}
+
+fn id_names_path(id: &str, path: &str) -> bool {
+    let last_id = id.rsplit('.').next().unwrap_or(id);
+    let name = last_id.split(':').next().unwrap_or(last_id);
+    let last_path = path.rsplit('.').next().unwrap_or(path);
+    name == last_path || id.split('.').count() == path.split('.').count() && name.ends_with("[x]")
 }
 
 fn synth_id(path: &str, slice: Option<&str>, last: &HashMap<String, String>) -> String {
@@ -245,10 +254,12 @@ impl Gen<'_> {
             }
         } else {
             let types = pe.get("type").and_then(Value::as_array).cloned().unwrap_or_default();
-            if types.len() != 1 {
-                return Err(format!("cannot unroll {pid}: it has {} types", types.len()));
+            if types.is_empty() {
+                return Err(format!("cannot unroll {pid}: it has no type"));
             }
-            let t = &types[0];
+            // several types (a choice): only the children they all share (id, extension)
+            let element = serde_json::json!({ "code": "Element" });
+            let t = if types.len() == 1 { &types[0] } else { &element };
             let code = t.get("code").and_then(Value::as_str).unwrap_or("");
             let prof = t.get("profile").and_then(Value::as_array).and_then(|a| a.first()).and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("http://hl7.org/fhir/StructureDefinition/{code}"));
             let tsd = snapshot_of(self.store, &prof)?;

@@ -596,7 +596,15 @@ impl<'a> Ctx<'a> {
             return;
         }
         let el = &prof.elements[ei as usize];
-        let children_of = if !el.children.is_empty() { Some(ei) } else { el.content_ref };
+        // the children of a multi-type choice describe only what its types share (id, extension):
+        // its content is checked against the actual type's definition
+        let children_of = if el.types.len() > 1 && el.choice {
+            None
+        } else if !el.children.is_empty() {
+            Some(ei)
+        } else {
+            el.content_ref
+        };
         if let Some(ci) = children_of {
             self.walk_object(obj, prof, ci, path, ctx_path, &ty.code, is_resource_root);
         }

@@ -21,12 +21,8 @@ struct Outcome {
 fn load_supporting(store: &fhir_profiles::PackageStore, dir: &Path, files: &[Value]) -> Result<(), String> {
     for f in files.iter().filter_map(Value::as_str) {
         let p = dir.join(f);
-        if f.ends_with(".xml") {
-            return Err(format!("supporting file {f} is XML"));
-        }
-        let bytes = std::fs::read(&p).map_err(|e| format!("{f}: {e}"))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{f}: {e}"))?;
-        store.add_resource(v).map_err(|e| format!("{f}: {e}"))?;
+        // XML supporting files (StructureDefinitions) are converted with fhir_profiles::parse_xml
+        store.add_file_any(&p).map_err(|e| format!("{f}: {e}"))?;
     }
     Ok(())
 }
@@ -67,7 +63,11 @@ fn reference_validator_agreement() {
             match load_supporting(&pstore, &dir, &files) {
                 Err(e) => o.skipped = Some(e),
                 Ok(()) => {
-                    let sd: Value = serde_json::from_slice(&std::fs::read(dir.join(source)).unwrap()).unwrap();
+                    let sd: Value = if source.ends_with(".xml") {
+                        fhir_profiles::parse_xml(&pstore, &std::fs::read_to_string(dir.join(source)).unwrap()).unwrap_or_default()
+                    } else {
+                        serde_json::from_slice(&std::fs::read(dir.join(source)).unwrap()).unwrap()
+                    };
                     let url = sd["url"].as_str().unwrap_or("").to_string();
                     let v = Validator::new(pstore);
                     let issues = match parse_json(&bytes) {
