@@ -1027,6 +1027,31 @@ impl<'a> Ctx<'a> {
     }
 
     fn check_min_max(&mut self, v: &Value, el: &CElement, path: &str) {
+        // minValueDuration / maxValueDuration on date-like values: now -/+ the duration
+        if let Some(s) = v.as_str() {
+            for (bound, is_min) in [(&el.min_value, true), (&el.max_value, false)] {
+                let Some(Value::Object(d)) = bound else { continue };
+                let Some(q) = d.get("value").and_then(Value::as_f64) else { continue };
+                let unit = d.get("code").or_else(|| d.get("unit")).and_then(Value::as_str).unwrap_or("d");
+                let days = match unit {
+                    "a" | "year" | "years" => q * 365.25,
+                    "mo" | "month" | "months" => q * 30.4375,
+                    "wk" | "week" | "weeks" => q * 7.0,
+                    "d" | "day" | "days" => q,
+                    "h" | "hour" | "hours" => q / 24.0,
+                    _ => continue,
+                };
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64 / 86400).unwrap_or(0);
+                let limit = civil_date(if is_min { now - days as i64 } else { now + days as i64 });
+                let cmp_len = s.len().min(limit.len());
+                let (a, b) = (&s[..cmp_len], &limit[..cmp_len]);
+                if is_min && a < b {
+                    self.err("value", path, format!("The value '{s}' is earlier than the minimum allowed value {limit} (now minus {q} {unit})"));
+                } else if !is_min && a > b {
+                    self.err("value", path, format!("The value '{s}' is later than the maximum allowed value {limit} (now plus {q} {unit})"));
+                }
+            }
+        }
         let num = |x: &Value| -> Option<rust_decimal::Decimal> {
             match x {
                 Value::Number(n) => n.to_string().parse().ok(),
@@ -1575,6 +1600,20 @@ pub(crate) enum DiscCache {
     Types(Option<Vec<String>>),
     Profiles(Option<Vec<Arc<CompiledProfile>>>),
     Exists(Option<(u32, Option<u32>)>),
+}
+
+/// Days since 1970-01-01 -> `YYYY-MM-DD` (proleptic Gregorian).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn push_flat<'a>(out: &mut Vec<&'a Value>, v: &'a Value) {
