@@ -11,6 +11,7 @@
 //! ```
 
 pub mod issue;
+pub mod operation;
 pub mod primitives;
 pub mod profile;
 pub mod rules;
@@ -21,6 +22,7 @@ pub mod validator;
 pub mod xml;
 
 pub use issue::{Issue, Severity, has_errors, to_operation_outcome};
+pub use operation::{validate_file_bytes, validate_operation};
 pub use profile::CompiledProfile;
 pub use rules::GatewayRules;
 pub use snapshot::generate_snapshot;

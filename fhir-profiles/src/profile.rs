@@ -194,6 +194,27 @@ impl PackageStore {
         compiled
     }
 
+    /// Compile profiles ahead of the first validation (e.g. the configured submission profiles and
+    /// everything they reference through slices). Returns the canonicals that could not be found.
+    pub fn precompile(&self, canonicals: &[&str]) -> Vec<String> {
+        let mut missing = Vec::new();
+        for c in canonicals {
+            match self.profile(c) {
+                Some(p) => {
+                    for e in &p.elements {
+                        for t in &e.types {
+                            for tp in &t.profiles {
+                                let _ = self.profile(tp);
+                            }
+                        }
+                    }
+                }
+                None => missing.push(c.to_string()),
+            }
+        }
+        missing
+    }
+
     /// Base definition of a FHIR type by name.
     pub fn type_profile(&self, type_name: &str) -> Option<Arc<CompiledProfile>> {
         if type_name.contains(':') {

@@ -348,3 +348,19 @@ fn package_precedence_and_versions() {
     assert!(st.search_parameters().count() > 1000);
     assert!(st.fhirpath_model().is_resource_type("Patient"));
 }
+
+#[test]
+fn validate_operation_helper() {
+    let v = Validator::new(common::store());
+    let body = json!({ "resourceType": "Parameters", "parameter": [
+        { "name": "resource", "resource": { "resourceType": "Patient", "gender": "x" } },
+        { "name": "profile", "valueUri": "http://hl7.org/fhir/StructureDefinition/Patient" } ] });
+    let (oo, ok) = fhir_profiles::validate_operation(&v, &body, None, None);
+    assert!(!ok && oo["resourceType"] == "OperationOutcome", "{oo}");
+    let (oo, ok) = fhir_profiles::validate_operation(&v, &json!({ "resourceType": "Patient" }), Some("Patient"), None);
+    assert!(ok, "{oo}");
+    assert_eq!(oo["issue"][0]["severity"], "information");
+    let (_, ok) = fhir_profiles::validate_operation(&v, &json!({ "resourceType": "Patient" }), Some("Observation"), None);
+    assert!(!ok);
+    assert!(common::store().precompile(&["http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_CLINS"]).is_empty());
+}
