@@ -98,6 +98,19 @@ fn clins_bundle_rules() {
     b["entry"][2]["resource"].as_object_mut().unwrap().remove("encounter");
     assert!(rules_fired(&b).iter().any(|r| r == "gw-R9016O-observation-needs-encounter"), "{:?}", rules_fired(&b));
 
+    // mixing resource types in one CLINS Bundle
+    let mut b = base.clone();
+    let cond = load("Condition-Example-JP-Condition-eCS-01.json");
+    b["entry"].as_array_mut().unwrap().push(serde_json::json!({ "fullUrl": "urn:uuid:5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d", "resource": cond }));
+    assert!(rules_fired(&b).iter().any(|r| r == "gw-R0214-single-resource-type"), "{:?}", rules_fired(&b));
+
+    // Patient not first: ordered closed slicing and R0211
+    let mut b = base.clone();
+    b["entry"].as_array_mut().unwrap().swap(0, 1);
+    let fired = rules_fired(&b);
+    assert!(fired.iter().any(|r| r == "first-bundle-entry-is-Patient"), "{fired:?}");
+    assert!(fired.iter().any(|r| r.contains("out of order")), "{fired:?}");
+
     // Bundle-ID format
     let mut b = base.clone();
     b["identifier"]["value"] = Value::from("X1318814790Y^2024^abc");
