@@ -116,14 +116,16 @@ impl ValueSetMembership {
         if let Some(r) = &self.unresolved {
             return Membership::Unknown(r.clone());
         }
-        let norm = |s: &str| if self.case_insensitive.contains(s) { code.to_ascii_uppercase() } else { code.to_string() };
+        let norm = |s: &str| -> std::borrow::Cow<'_, str> {
+            if !self.case_insensitive.is_empty() && self.case_insensitive.contains(s) { code.to_ascii_uppercase().into() } else { code.into() }
+        };
         match system {
             Some(s) => {
                 let c = norm(s);
-                if self.excluded.get(s).is_some_and(|x| x.contains(&c)) {
+                if self.excluded.get(s).is_some_and(|x| x.contains(c.as_ref())) {
                     return Membership::NotMember;
                 }
-                if self.known.get(s).is_some_and(|x| x.contains(&c)) {
+                if self.known.get(s).is_some_and(|x| x.contains(c.as_ref())) {
                     return Membership::Member;
                 }
                 if let Some(r) = self.unknown_systems.get(s) {
@@ -133,7 +135,7 @@ impl ValueSetMembership {
             }
             None => {
                 for (s, set) in &self.known {
-                    if set.contains(&norm(s)) && !self.excluded.get(s).is_some_and(|x| x.contains(&norm(s))) {
+                    if set.contains(norm(s).as_ref()) && !self.excluded.get(s).is_some_and(|x| x.contains(norm(s).as_ref())) {
                         return Membership::Member;
                     }
                 }

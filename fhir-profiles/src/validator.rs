@@ -1044,7 +1044,7 @@ impl<'a> Ctx<'a> {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64 / 86400).unwrap_or(0);
                 let limit = civil_date(if is_min { now - days as i64 } else { now + days as i64 });
                 let cmp_len = s.len().min(limit.len());
-                let (a, b) = (&s[..cmp_len], &limit[..cmp_len]);
+                let (Some(a), Some(b)) = (s.get(..cmp_len), limit.get(..cmp_len)) else { continue };
                 if is_min && a < b {
                     self.err("value", path, format!("The value '{s}' is earlier than the minimum allowed value {limit} (now minus {q} {unit})"));
                 } else if !is_min && a > b {
