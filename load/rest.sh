@@ -24,7 +24,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 start() { # $1 database url
-  GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_DATABASE_URL=$1 GATEWAY_PACKAGES=../shared/fhir-packages \
+  GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_DATABASE_URL=$1 GATEWAY_PACKAGES=../shared/fhir-packages:../shared/terminology \
     GATEWAY_LOG=warn GATEWAY_DB_POOL_SIZE=${POOL:-16} $bin serve >"$work/server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 200); do

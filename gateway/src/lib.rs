@@ -7,3 +7,4 @@ pub mod operations;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod submission;

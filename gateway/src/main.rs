@@ -18,11 +18,28 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Validate FHIR JSON files against base R4, their meta.profile and the gateway rules;
+    /// prints one OperationOutcome (one JSON line) per file; exit 1 when any has an error.
+    Validate {
+        /// Also validate against this profile (canonical URL, optionally `|version`).
+        #[arg(long)]
+        profile: Vec<String>,
+        /// Conformance resources to add (StructureDefinition, ValueSet, CodeSystem JSON files).
+        #[arg(long)]
+        load: Vec<PathBuf>,
+        /// TOML configuration file, for the package directories.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The files to validate.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Validate { profile, load, config, files } => validate(config, profile, load, files),
         Command::Serve { config } => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             let config = match Config::load(config, &env) {
@@ -44,6 +61,47 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn validate(config: Option<PathBuf>, profiles: Vec<String>, load: Vec<PathBuf>, files: Vec<PathBuf>) -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(config, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match fhir_profiles::PackageStore::load(&config.packages) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gateway: cannot load FHIR packages: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for path in &load {
+        if let Err(e) = store.add_file(path) {
+            eprintln!("gateway: --load {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let validator = fhir_profiles::Validator::new(store);
+    let options = fhir_profiles::ValidationOptions { profiles };
+    let mut failed = false;
+    for path in &files {
+        let issues = match std::fs::read(path) {
+            Ok(bytes) => validator.validate_json(&bytes, &options),
+            Err(e) => vec![fhir_profiles::Issue::new(
+                fhir_profiles::Severity::Fatal,
+                "not-found",
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )],
+        };
+        failed |= fhir_profiles::has_errors(&issues);
+        println!("{}", fhir_profiles::to_operation_outcome(&issues));
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn init_tracing(format: LogFormat) {

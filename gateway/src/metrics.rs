@@ -10,6 +10,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     writes: IntCounterVec,
+    submissions: IntCounterVec,
+    validation: HistogramVec,
 }
 
 impl Metrics {
@@ -29,10 +31,23 @@ impl Metrics {
         .expect("valid metric");
         let writes = IntCounterVec::new(Opts::new("gateway_writes_total", "Committed writes by kind"), &["kind"])
             .expect("valid metric");
+        let submissions = IntCounterVec::new(
+            Opts::new("gateway_submissions_total", "Submissions by kind and outcome (accepted, replaced, unchanged, rejected)"),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
+        let validation = HistogramVec::new(
+            HistogramOpts::new("gateway_validation_seconds", "Profile validation time per submission")
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(submissions.clone())).expect("unique metric");
+        registry.register(Box::new(validation.clone())).expect("unique metric");
         registry.register(Box::new(requests.clone())).expect("unique metric");
         registry.register(Box::new(latency.clone())).expect("unique metric");
         registry.register(Box::new(writes.clone())).expect("unique metric");
-        Metrics { registry, requests, latency, writes }
+        Metrics { registry, requests, latency, writes, submissions, validation }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -42,6 +57,14 @@ impl Metrics {
 
     pub fn count_write(&self, kind: &str) {
         self.writes.with_label_values(&[kind]).inc();
+    }
+
+    pub fn count_submission(&self, kind: &str, outcome: &str) {
+        self.submissions.with_label_values(&[kind, outcome]).inc();
+    }
+
+    pub fn observe_validation(&self, kind: &str, elapsed: Duration) {
+        self.validation.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
     }
 
     pub fn render(&self) -> String {

@@ -22,7 +22,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let capability = api::capability_statement(&index, crate::operations::OPERATIONS);
-    let state = Arc::new(AppState { store, metrics: Metrics::new(), max_body_bytes: config.max_body_bytes, capability });
+    let state = Arc::new(AppState {
+        store,
+        validator: fhir_profiles::Validator::new(packages),
+        metrics: Metrics::new(),
+        max_body_bytes: config.max_body_bytes,
+        capability,
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -88,7 +88,6 @@ pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
     child: Child,
-    pub database_url: String,
     pub port: u16,
     log: PathBuf,
 }
@@ -112,7 +111,7 @@ impl Server {
             .current_dir(repo_root())
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("GATEWAY_DATABASE_URL", database_url)
-            .env("GATEWAY_PACKAGES", shared().join("fhir-packages"))
+            .env("GATEWAY_PACKAGES", packages())
             .env("GATEWAY_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));
@@ -124,7 +123,6 @@ impl Server {
             base: format!("http://127.0.0.1:{port}/fhir"),
             client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             child,
-            database_url: database_url.to_string(),
             port,
             log,
         };
@@ -238,4 +236,10 @@ pub fn assert_outcome(body: &Value, context: &str) {
         "{context}: no error issue in {body}"
     );
     assert!(issues.iter().all(|i| i["diagnostics"].as_str().is_some_and(|d| !d.is_empty())), "{context}: {body}");
+}
+
+/// The package directories the gateway is started with: the official packages and the code
+/// system content of ../shared/terminology.
+pub fn packages() -> String {
+    format!("{}:{}", shared().join("fhir-packages").display(), shared().join("terminology").display())
 }

@@ -6,4 +6,6 @@ mod crash;
 mod rest;
 mod search;
 mod startup;
+mod submission;
 mod transaction;
+mod validate;

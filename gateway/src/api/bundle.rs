@@ -47,6 +47,9 @@ fn rank(p: &Planned) -> u8 {
         Planned::Write(Op::Create { .. }) => 1,
         Planned::Write(Op::Update { .. }) => 2,
         Planned::Read(_) => 3,
+        Planned::Write(Op::Submit(_) | Op::Withdraw { .. } | Op::Reject(_)) => {
+            unreachable!("Bundle entries are plain REST interactions")
+        }
     }
 }
 
@@ -222,6 +225,9 @@ fn outcome_entry(base: &str, outcome: &Outcome, ret: Return) -> Value {
         Outcome::Created(s) => stored_entry(s, "201 Created"),
         Outcome::Updated(s) | Outcome::Existing(s) => stored_entry(s, "200 OK"),
         Outcome::Deleted(_) => json!({"response": {"status": "204 No Content"}}),
+        Outcome::Submitted(_) | Outcome::Withdrawn(_) | Outcome::Rejected => {
+            unreachable!("Bundle entries are plain REST interactions")
+        }
     }
 }
 

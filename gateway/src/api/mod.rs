@@ -24,6 +24,7 @@ pub use outcome::{ApiError, FHIR_JSON, OutcomeIssue, operation_outcome};
 
 pub struct AppState {
     pub store: Store,
+    pub validator: fhir_profiles::Validator,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     /// The CapabilityStatement, built once at start-up.

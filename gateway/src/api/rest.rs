@@ -266,11 +266,11 @@ pub async fn search_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let params = parse_query(query.as_deref());
     if let Some(op) = res_type.strip_prefix('$') {
-        return Err(ApiError::not_found(format!("operation ${op} is not supported with GET at the system level")));
+        return crate::operations::system_get(&state, op, &params).await;
     }
     check_type(&state, &res_type)?;
-    let params = parse_query(query.as_deref());
     search(&state, &res_type, &params, &headers).await
 }
 

@@ -107,7 +107,7 @@ impl SearchQuery {
                 _ if code.contains('.') => {
                     return Err(invalid(name, "chained search parameters are not supported"));
                 }
-                _ if code.starts_with('_') => {
+                _ if code.starts_with('_') && index.param(res_type, code).is_none() => {
                     if strict {
                         return Err(invalid(name, "this result parameter is not supported"));
                     }

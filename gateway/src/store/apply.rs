@@ -6,8 +6,14 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, StoreError, StoredResource, bind_all, now_micros, stamp_meta};
-use crate::search::{IndexRows, SearchIndex, SearchQuery, SqlArg};
+use super::{
+    Engine, StoreError, StoredResource, bind_all, now_micros, stamp_meta,
+    units::{self, Rejection, Submitted},
+};
+use crate::{
+    search::{IndexRows, SearchIndex, SearchQuery, SqlArg},
+    submission::{Submission, UnitKey},
+};
 
 /// One change to the stored resources.
 #[derive(Debug, Clone)]
@@ -27,6 +33,12 @@ pub enum Op {
     Update { res_type: String, id: String, resource: Value, if_match: Option<i64>, full_url: Option<String> },
     /// Mark the resource deleted (a new, empty version).
     Delete { res_type: String, id: String },
+    /// Store a submission unit, replacing the one with the same key (see `units`).
+    Submit(Box<Submission>),
+    /// Delete a submission unit; `receipt` is logged with it.
+    Withdraw { key: UnitKey, id: String, institution: String, receipt: String },
+    /// Log a rejected submission for data-quality reporting.
+    Reject(Box<Rejection>),
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +49,10 @@ pub enum Outcome {
     Existing(StoredResource),
     /// `Some(version)` of the deletion, `None` when there was nothing to delete.
     Deleted(Option<i64>),
+    Submitted(Submitted),
+    /// Whether there was a unit to withdraw.
+    Withdrawn(bool),
+    Rejected,
 }
 
 /// Apply all `ops` in order on `conn`, which is inside a transaction the caller commits.
@@ -75,6 +91,14 @@ pub async fn apply(
                 update(conn, engine, index, res_type, id, resource, if_match, now).await?
             }
             Op::Delete { res_type, id } => delete(conn, engine, &res_type, &id, now).await?,
+            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, now).await?),
+            Op::Withdraw { key, id, institution, receipt } => {
+                Outcome::Withdrawn(units::withdraw(conn, engine, &key, &id, &institution, &receipt, now).await?)
+            }
+            Op::Reject(rejection) => {
+                units::record_rejection(conn, &rejection, now).await?;
+                Outcome::Rejected
+            }
         };
         outcomes.push(outcome);
     }
@@ -114,7 +138,7 @@ async fn find_single(
     }
 }
 
-fn lock_key(text: &str) -> i64 {
+pub(super) fn lock_key(text: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
@@ -169,7 +193,7 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Resul
     Ok(())
 }
 
-async fn create(
+pub(super) async fn create(
     conn: &mut AnyConnection,
     index: &SearchIndex,
     res_type: String,
@@ -201,7 +225,7 @@ async fn create(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn update(
+pub(super) async fn update(
     conn: &mut AnyConnection,
     engine: Engine,
     index: &SearchIndex,
@@ -244,7 +268,7 @@ async fn update(
     Ok(Outcome::Updated(StoredResource { res_type, id, version, last_updated: now, deleted: false, body }))
 }
 
-async fn delete(
+pub(super) async fn delete(
     conn: &mut AnyConnection,
     engine: Engine,
     res_type: &str,
@@ -315,50 +339,102 @@ async fn insert_index(
     id: &str,
     rows: &IndexRows,
 ) -> Result<(), StoreError> {
-    let mut tables: Vec<(&str, usize, Vec<SqlArg>)> = Vec::new();
+    insert_index_many(conn, &[(res_type, id, rows)]).await
+}
+
+/// Insert the index rows of several resources, one multi-row INSERT per table (and chunk).
+async fn insert_index_many(conn: &mut AnyConnection, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
     let text = |s: &str| SqlArg::Text(s.to_string());
-    if !rows.tokens.is_empty() {
-        let args = rows.tokens.iter().flat_map(|t| [text(&t.param), text(&t.system), text(&t.code)]);
-        tables.push(("idx_token (res_type, res_id, param, system, code)", 3, args.collect()));
+    let mut tables: [(&str, usize, Vec<SqlArg>); 5] = [
+        ("idx_token (res_type, res_id, param, system, code)", 5, Vec::new()),
+        ("idx_string (res_type, res_id, param, value)", 4, Vec::new()),
+        ("idx_date (res_type, res_id, param, lo, hi)", 5, Vec::new()),
+        ("idx_reference (res_type, res_id, param, target)", 4, Vec::new()),
+        ("idx_number (res_type, res_id, param, value, system, code)", 6, Vec::new()),
+    ];
+    for (res_type, id, rows) in resources {
+        let key = || [text(res_type), text(id)];
+        for t in &rows.tokens {
+            tables[0].2.extend(key().into_iter().chain([text(&t.param), text(&t.system), text(&t.code)]));
+        }
+        for s in &rows.strings {
+            tables[1].2.extend(key().into_iter().chain([text(&s.param), text(&s.value)]));
+        }
+        for d in &rows.dates {
+            tables[2].2.extend(key().into_iter().chain([text(&d.param), SqlArg::Int(d.lo), SqlArg::Int(d.hi)]));
+        }
+        for r in &rows.references {
+            tables[3].2.extend(key().into_iter().chain([text(&r.param), text(&r.target)]));
+        }
+        for n in &rows.numbers {
+            tables[4].2.extend(key().into_iter().chain([text(&n.param), SqlArg::Float(n.value), text(&n.system), text(&n.code)]));
+        }
     }
-    if !rows.strings.is_empty() {
-        let args = rows.strings.iter().flat_map(|s| [text(&s.param), text(&s.value)]);
-        tables.push(("idx_string (res_type, res_id, param, value)", 2, args.collect()));
+    for (table, width, args) in &tables {
+        insert_rows(conn, &format!("INSERT INTO {table} VALUES "), *width, args).await?;
     }
-    if !rows.dates.is_empty() {
-        let args = rows.dates.iter().flat_map(|d| [text(&d.param), SqlArg::Int(d.lo), SqlArg::Int(d.hi)]);
-        tables.push(("idx_date (res_type, res_id, param, lo, hi)", 3, args.collect()));
-    }
-    if !rows.references.is_empty() {
-        let args = rows.references.iter().flat_map(|r| [text(&r.param), text(&r.target)]);
-        tables.push(("idx_reference (res_type, res_id, param, target)", 2, args.collect()));
-    }
-    if !rows.numbers.is_empty() {
-        let args = rows.numbers.iter().flat_map(|n| {
-            [text(&n.param), SqlArg::Float(n.value), text(&n.system), text(&n.code)]
-        });
-        tables.push(("idx_number (res_type, res_id, param, value, system, code)", 4, args.collect()));
-    }
-    for (table, width, args) in tables {
-        let count = args.len() / width;
-        let mut sql = format!("INSERT INTO {table} VALUES ");
-        let mut n = 3;
-        for row in 0..count {
-            if row > 0 {
-                sql.push(',');
-            }
-            sql.push_str("($1, $2");
-            for _ in 0..width {
-                sql.push_str(&format!(", ${n}"));
-                n += 1;
+    Ok(())
+}
+
+/// Run `prefix (...),(...)` over `args`, `width` values a row, in chunks SQLite accepts.
+pub(super) async fn insert_rows(conn: &mut AnyConnection, prefix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
+    const ROWS_PER_STATEMENT: usize = 400;
+    for chunk in args.chunks(width * ROWS_PER_STATEMENT) {
+        let mut sql = String::with_capacity(prefix.len() + chunk.len() * 6);
+        sql.push_str(prefix);
+        for row in 0..chunk.len() / width {
+            sql.push_str(if row > 0 { ",(" } else { "(" });
+            for col in 0..width {
+                if col > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", row * width + col + 1));
             }
             sql.push(')');
         }
-        let mut all = vec![text(res_type), text(id)];
-        all.extend(args);
-        bind_all(sqlx::query(&sql), &all).execute(&mut *conn).await?;
+        bind_all(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Create several new resources (ids assigned by the caller) with few statements: the bulk
+/// path of a submission unit.
+pub(super) async fn create_many(
+    conn: &mut AnyConnection,
+    index: &SearchIndex,
+    resources: Vec<(String, String, Value)>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(resources.len());
+    let mut args = Vec::with_capacity(resources.len() * 6);
+    for (res_type, id, mut resource) in resources {
+        rows.push(index.index(&res_type, &resource));
+        stamp_meta(&mut resource, 1, now);
+        let body = serde_json::to_string(&resource).expect("JSON values serialize");
+        args.extend([SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(1), SqlArg::Int(now), SqlArg::Int(0), SqlArg::Text(body)]);
+    }
+    let inserted = insert_rows(
+        conn,
+        "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body) VALUES ",
+        6,
+        &args,
+    )
+    .await;
+    if let Err(StoreError::Db(e)) = &inserted {
+        if is_unique_violation(e) {
+            return Err(StoreError::Conflict("a resource of the submission already exists".into()));
+        }
+    }
+    inserted?;
+    let keys: Vec<(&str, &str, &IndexRows)> = args
+        .chunks(6)
+        .zip(&rows)
+        .map(|(a, r)| match (&a[0], &a[1]) {
+            (SqlArg::Text(t), SqlArg::Text(i)) => (t.as_str(), i.as_str(), r),
+            _ => unreachable!("type and id are text"),
+        })
+        .collect();
+    insert_index_many(conn, &keys).await
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

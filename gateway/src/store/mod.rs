@@ -9,6 +9,7 @@
 
 mod apply;
 mod sqlite_writer;
+mod units;
 
 use std::{
     str::FromStr,
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::search::{SearchIndex, SqlArg};
 
 pub use apply::{Op, Outcome};
+pub use units::{Rejection, SharedItem, SubmissionHistory, Submitted};
 
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,326 @@
+//! Submission units inside the write transaction: replace the unit with the same key, store
+//! the new one and its receipt, or recognise an identical resend; withdraw; log rejections.
+
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    Engine, StoreError, bind_all,
+    apply::{self, lock_key},
+};
+use crate::{
+    search::{SearchIndex, SqlArg},
+    submission::{Submission, UnitKey, receipt},
+};
+
+/// What a submission did to the database.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The receipt (FHIR Parameters, JSON text).
+    pub receipt: String,
+    /// `accepted`, `replaced`, or `unchanged` for an identical resend.
+    pub outcome: &'static str,
+}
+
+/// A rejected submission, kept for the institution's data-quality report.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub id: String,
+    pub institution: String,
+    pub kind: String,
+    pub unit: Option<UnitKey>,
+    /// (rule or issue code, FHIRPath expression, message) of every error.
+    pub errors: Vec<(String, String, String)>,
+    pub warning_count: i64,
+    /// The OperationOutcome sent back.
+    pub outcome: String,
+}
+
+fn key_args(key: &UnitKey) -> [SqlArg; 3] {
+    [SqlArg::Text(key.patient.clone()), SqlArg::Text(key.system.clone()), SqlArg::Text(key.value.clone())]
+}
+
+const KEY_MATCH: &str = "patient_key = $1 AND bundle_system = $2 AND bundle_value = $3";
+
+async fn lock_unit(conn: &mut AnyConnection, engine: Engine, key: &UnitKey) -> Result<(), StoreError> {
+    if engine == Engine::Postgres {
+        // Concurrent resends of one unit take turns; SQLite's single writer already does.
+        let lock = lock_key(&format!("unit|{}|{}|{}", key.patient, key.system, key.value));
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Tombstone every resource of the unit and forget its membership; `false` if there was none.
+async fn remove_unit(conn: &mut AnyConnection, engine: Engine, key: &UnitKey, now: i64) -> Result<bool, StoreError> {
+    let args = key_args(key);
+    let members = bind_all(sqlx::query(&format!("SELECT res_type, res_id FROM unit_member WHERE {KEY_MATCH}")), &args)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &members {
+        let (res_type, id): (String, String) = (row.get(0), row.get(1));
+        apply::delete(conn, engine, &res_type, &id, now).await?;
+    }
+    bind_all(sqlx::query(&format!("DELETE FROM unit_member WHERE {KEY_MATCH}")), &args).execute(&mut *conn).await?;
+    let removed = bind_all(sqlx::query(&format!("DELETE FROM submission_unit WHERE {KEY_MATCH}")), &args)
+        .execute(&mut *conn)
+        .await?;
+    Ok(removed.rows_affected() > 0)
+}
+
+pub async fn submit(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    index: &SearchIndex,
+    sub: Submission,
+    now: i64,
+) -> Result<Submitted, StoreError> {
+    lock_unit(conn, engine, &sub.unit).await?;
+    let args = key_args(&sub.unit);
+    let current = bind_all(
+        sqlx::query(&format!(
+            "SELECT u.content_hash, s.receipt FROM submission_unit u JOIN submission s ON s.id = u.submission_id WHERE u.{}",
+            KEY_MATCH.replace(" AND ", " AND u.")
+        )),
+        &args,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = &current {
+        let hash: String = row.get(0);
+        if hash == sub.content_hash {
+            return Ok(Submitted { receipt: row.get(1), outcome: "unchanged" });
+        }
+    }
+    let replaced = remove_unit(conn, engine, &sub.unit, now).await?;
+    let outcome = if replaced { "replaced" } else { "accepted" };
+
+    write_patient(conn, engine, index, &sub, now).await?;
+    let resources = sub.members.iter().map(|m| (m.res_type.clone(), m.id.clone(), m.resource.clone())).collect();
+    apply::create_many(conn, index, resources, now).await?;
+    sqlx::query(
+        "INSERT INTO submission_unit (patient_key, bundle_system, bundle_value, submission_id, content_hash, institution)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&sub.unit.patient)
+    .bind(&sub.unit.system)
+    .bind(&sub.unit.value)
+    .bind(&sub.id)
+    .bind(&sub.content_hash)
+    .bind(&sub.institution)
+    .execute(&mut *conn)
+    .await?;
+    let mut member_args = Vec::with_capacity(sub.members.len() * 7);
+    for m in &sub.members {
+        member_args.extend(args.iter().cloned());
+        member_args.extend([
+            SqlArg::Text(m.res_type.clone()),
+            SqlArg::Text(m.id.clone()),
+            SqlArg::Text(m.kind.to_string()),
+            SqlArg::Text(m.flags.join(",")),
+        ]);
+    }
+    apply::insert_rows(
+        conn,
+        "INSERT INTO unit_member (patient_key, bundle_system, bundle_value, res_type, res_id, item_kind, flags) VALUES ",
+        7,
+        &member_args,
+    )
+    .await?;
+    let receipt = receipt::build(&sub, outcome, now).to_string();
+    sqlx::query(
+        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
+                                 error_count, warning_count, receipt)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)",
+    )
+    .bind(&sub.id)
+    .bind(now)
+    .bind(&sub.institution)
+    .bind(sub.kind.as_str())
+    .bind(outcome)
+    .bind(&sub.unit.patient)
+    .bind(&sub.unit.system)
+    .bind(&sub.unit.value)
+    .bind(sub.warnings.len() as i64)
+    .bind(&receipt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Submitted { receipt, outcome })
+}
+
+/// The canonical Patient takes the submitted demographics; an unchanged Patient (the common
+/// case: every unit of a patient carries the same one) writes no new version.
+async fn write_patient(conn: &mut AnyConnection, engine: Engine, index: &SearchIndex, sub: &Submission, now: i64) -> Result<(), StoreError> {
+    let id = sub.patient.patient_id();
+    let current = sqlx::query("SELECT body FROM resource_current WHERE res_type = 'Patient' AND res_id = $1 AND deleted = 0")
+        .bind(&id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = current {
+        let mut stored: serde_json::Value = serde_json::from_str(&row.get::<String, _>(0)).unwrap_or_default();
+        if let Some(meta) = stored.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        let mut submitted = sub.patient_resource.clone();
+        if let Some(meta) = submitted.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        if stored == submitted {
+            return Ok(());
+        }
+    }
+    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, now).await?;
+    Ok(())
+}
+
+/// Delete a unit by its three keys; the withdrawal itself is logged as a submission.
+pub async fn withdraw(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    key: &UnitKey,
+    id: &str,
+    institution: &str,
+    receipt: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    lock_unit(conn, engine, key).await?;
+    if !remove_unit(conn, engine, key, now).await? {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
+                                 error_count, warning_count, receipt)
+         VALUES ($1, $2, $3, 'withdrawal', 'withdrawn', $4, $5, $6, 0, 0, $7)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(institution)
+    .bind(&key.patient)
+    .bind(&key.system)
+    .bind(&key.value)
+    .bind(receipt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+pub async fn record_rejection(conn: &mut AnyConnection, r: &Rejection, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
+                                 error_count, warning_count, receipt)
+         VALUES ($1, $2, $3, $4, 'rejected', $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&r.id)
+    .bind(now)
+    .bind(&r.institution)
+    .bind(&r.kind)
+    .bind(r.unit.as_ref().map(|u| u.patient.clone()))
+    .bind(r.unit.as_ref().map(|u| u.system.clone()))
+    .bind(r.unit.as_ref().map(|u| u.value.clone()))
+    .bind(r.errors.len() as i64)
+    .bind(r.warning_count)
+    .bind(&r.outcome)
+    .execute(&mut *conn)
+    .await?;
+    for (rule, expression, message) in &r.errors {
+        sqlx::query("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ($1, $2, $3, $4)")
+            .bind(&r.id)
+            .bind(rule)
+            .bind(expression)
+            .bind(message)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One stored item of a patient's current shared data.
+#[derive(Debug, Clone)]
+pub struct SharedItem {
+    pub res_type: String,
+    pub kind: String,
+    pub flags: Vec<String>,
+    pub institution: String,
+    pub body: String,
+}
+
+/// An institution's submissions, for data-quality reporting.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionHistory {
+    /// (outcome, count)
+    pub outcomes: Vec<(String, i64)>,
+    /// (rule, count) over rejected submissions, most frequent first.
+    pub rejection_reasons: Vec<(String, i64)>,
+    /// (id, received_at, kind, outcome, errors, warnings), newest first.
+    pub recent: Vec<(String, i64, String, String, i64, i64)>,
+}
+
+impl super::Store {
+    /// The receipt (or rejection OperationOutcome) of a submission, with its outcome.
+    pub async fn submission(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT outcome, receipt FROM submission WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Every current item of the units of one patient.
+    pub async fn shared_items(&self, patient_key: &str) -> Result<Vec<SharedItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.res_type, m.item_kind, m.flags, u.institution, r.body
+             FROM unit_member m
+             JOIN submission_unit u ON u.patient_key = m.patient_key AND u.bundle_system = m.bundle_system
+                                   AND u.bundle_value = m.bundle_value
+             JOIN resource_current r ON r.res_type = m.res_type AND r.res_id = m.res_id
+             WHERE m.patient_key = $1 AND r.deleted = 0
+             ORDER BY u.institution, m.bundle_value, m.res_type, m.res_id",
+        )
+        .bind(patient_key)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SharedItem {
+                res_type: r.get(0),
+                kind: r.get(1),
+                flags: r.get::<String, _>(2).split(',').filter(|f| !f.is_empty()).map(String::from).collect(),
+                institution: r.get(3),
+                body: r.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn submission_history(&self, institution: &str, count: i64) -> Result<SubmissionHistory, StoreError> {
+        let pool = &self.inner.pool;
+        let outcomes = sqlx::query("SELECT outcome, COUNT(*) FROM submission WHERE institution = $1 GROUP BY outcome ORDER BY outcome")
+            .bind(institution)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let rejection_reasons = sqlx::query(
+            "SELECT i.rule, COUNT(*) AS n FROM submission_issue i JOIN submission s ON s.id = i.submission_id
+             WHERE s.institution = $1 GROUP BY i.rule ORDER BY n DESC, i.rule",
+        )
+        .bind(institution)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let recent = sqlx::query(&format!(
+            "SELECT id, received_at, kind, outcome, error_count, warning_count FROM submission
+             WHERE institution = $1 ORDER BY received_at DESC LIMIT {count}"
+        ))
+        .bind(institution)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+        Ok(SubmissionHistory { outcomes, rejection_reasons, recent })
+    }
+}

@@ -1,0 +1,371 @@
+//! The submission pipeline for the 3 documents and the 6 clinical items:
+//! validate -> identify the patient -> extract and classify -> store the unit atomically -> receipt.
+
+pub mod identity;
+pub mod receipt;
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use identity::PatientKey;
+
+pub const BUNDLE_ID_SYSTEM: &str = "http://jpfhir.jp/fhir/clins/bundle-identifier";
+pub const FLAG_SYSTEM: &str = "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication";
+const INSTITUTION_EXTENSION: &str = "http://jpfhir.jp/fhir/clins/Extension/StructureDefinition/JP_eCS_InstitutionNumber";
+const INFECTION_SYSTEMS: &[&str] = &[
+    "http://jpfhir.jp/fhir/clins/CodeSystem/JLAC10/JP_CLINS_ObsLabResult_InfectionLabo_CS",
+    "http://jpfhir.jp/fhir/clins/CodeSystem/JLAC11/JP_CLINS_ObsLabResult_InfectionLabo_CS",
+];
+
+/// What kind of Bundle a submission is, and the Bundle profile it must conform to whatever its
+/// `meta.profile` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionKind {
+    EReferral,
+    EDischargeSummary,
+    ECheckupReport,
+    /// Patient summary (療養計画書): a CLINS document beside the three.
+    EPatientSummary,
+    /// JP_Bundle_CLINS: a Patient and items of one type.
+    Clins,
+}
+
+impl SubmissionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionKind::EReferral => "eReferral",
+            SubmissionKind::EDischargeSummary => "eDischargeSummary",
+            SubmissionKind::ECheckupReport => "eCheckupReport",
+            SubmissionKind::EPatientSummary => "ePCS",
+            SubmissionKind::Clins => "clins",
+        }
+    }
+
+    pub fn bundle_profile(self) -> &'static str {
+        match self {
+            SubmissionKind::EReferral => "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eReferral",
+            SubmissionKind::EDischargeSummary => {
+                "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eDischargeSummary"
+            }
+            SubmissionKind::ECheckupReport => "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eCheckupGeneral",
+            SubmissionKind::EPatientSummary => "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_ePCS",
+            SubmissionKind::Clins => "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_CLINS",
+        }
+    }
+
+    fn is_document(self) -> bool {
+        self != SubmissionKind::Clins
+    }
+}
+
+/// A problem that stops a submission before validation can run (wrong shape of Bundle).
+#[derive(Debug)]
+pub struct Refusal {
+    pub expression: String,
+    pub message: String,
+}
+
+fn refuse(expression: &str, message: impl Into<String>) -> Refusal {
+    Refusal { expression: expression.into(), message: message.into() }
+}
+
+/// Decide the kind from `Bundle.type` and, for documents, the Composition's type code.
+pub fn kind_of(bundle: &Value) -> Result<SubmissionKind, Refusal> {
+    if bundle["resourceType"] != "Bundle" {
+        return Err(refuse("resourceType", "a submission must be a Bundle"));
+    }
+    match bundle["type"].as_str() {
+        Some("collection") => Ok(SubmissionKind::Clins),
+        Some("document") => {
+            let composition = &bundle["entry"][0]["resource"];
+            if composition["resourceType"] != "Composition" {
+                return Err(refuse("Bundle.entry[0].resource", "the first entry of a document Bundle must be its Composition"));
+            }
+            let codes: Vec<&str> = composition["type"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["code"].as_str())
+                .collect();
+            if codes.contains(&"57133-1") {
+                Ok(SubmissionKind::EReferral)
+            } else if codes.contains(&"18842-5") {
+                Ok(SubmissionKind::EDischargeSummary)
+            } else if codes.contains(&"53576-5") || codes.contains(&"JPGCHKUP01") {
+                Ok(SubmissionKind::ECheckupReport)
+            } else if codes.contains(&"56447-6") {
+                Ok(SubmissionKind::EPatientSummary)
+            } else {
+                Err(refuse(
+                    "Bundle.entry[0].resource.type",
+                    "the Composition type is none of 57133-1 (referral), 18842-5 (discharge summary), 53576-5 (checkup report), 56447-6 (patient summary)",
+                ))
+            }
+        }
+        other => Err(refuse(
+            "Bundle.type",
+            format!("Bundle.type `{}` is not a submission: use document or collection", other.unwrap_or("(missing)")),
+        )),
+    }
+}
+
+/// The 6 clinical items (and the other things a unit stores), as counted in receipts and summaries.
+pub fn item_kind(resource: &Value, from_document: bool) -> &'static str {
+    match resource["resourceType"].as_str().unwrap_or_default() {
+        "Condition" => "condition",
+        "AllergyIntolerance" => {
+            let medication = resource["category"].as_array().into_iter().flatten().any(|c| c == "medication");
+            if medication { "drug-allergy" } else { "other-allergy" }
+        }
+        "Observation" => {
+            let systems: Vec<&str> = resource["code"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["system"].as_str())
+                .collect();
+            if systems.iter().any(|s| INFECTION_SYSTEMS.contains(s)) {
+                "infection"
+            } else if is_lab_result(resource) {
+                "lab"
+            } else {
+                "observation"
+            }
+        }
+        "MedicationRequest" if from_document => "prescription",
+        "Composition" => "composition",
+        "Provenance" => "provenance",
+        "Bundle" => "document",
+        _ => "document-entry",
+    }
+}
+
+fn is_lab_result(resource: &Value) -> bool {
+    let profiled = resource["meta"]["profile"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|p| p.starts_with("http://jpfhir.jp/fhir/eCS/StructureDefinition/JP_Observation_LabResult_eCS"));
+    let laboratory = resource["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["coding"].as_array().into_iter().flatten())
+        .any(|c| c["code"] == "laboratory");
+    profiled || laboratory
+}
+
+/// The three keys of a submission unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitKey {
+    pub patient: String,
+    pub system: String,
+    pub value: String,
+}
+
+/// The institution code is the first part of the Bundle-ID (`1318814790^2024^...`).
+pub fn institution_of(bundle: &Value) -> Option<String> {
+    let value = bundle_identifier(bundle)?.1;
+    let code = value.split('^').next()?;
+    (code.len() == 10 && code.bytes().all(|b| b.is_ascii_digit())).then(|| code.to_string())
+}
+
+fn bundle_identifier(bundle: &Value) -> Option<(&str, &str)> {
+    let identifiers: Vec<&Value> = match &bundle["identifier"] {
+        Value::Array(a) => a.iter().collect(),
+        v @ Value::Object(_) => vec![v],
+        _ => Vec::new(),
+    };
+    identifiers
+        .into_iter()
+        .find(|i| i["system"] == BUNDLE_ID_SYSTEM)
+        .and_then(|i| Some((i["system"].as_str()?, i["value"].as_str()?)))
+}
+
+/// One resource of a unit, ready to store.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub res_type: String,
+    pub id: String,
+    pub kind: &'static str,
+    /// `meta.tag` flags: LTS, UNINFORMED, UNDELIVERED.
+    pub flags: Vec<String>,
+    pub resource: Value,
+}
+
+/// Everything one accepted submission stores, computed before the database is touched.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub id: String,
+    pub kind: SubmissionKind,
+    pub institution: String,
+    pub unit: UnitKey,
+    pub patient: PatientKey,
+    /// The canonical Patient (id = patient key hash), written as a new version.
+    pub patient_resource: Value,
+    pub members: Vec<Member>,
+    /// Hash of the whole Bundle: an identical resend is recognised and answered idempotently.
+    pub content_hash: String,
+    /// Warnings from validation, kept in the receipt.
+    pub warnings: Vec<fhir_profiles::Issue>,
+}
+
+/// Split a validated Bundle into what is stored: the canonical Patient, each entry as its own
+/// resource with references inside the Bundle pointed at the stored resources, the document
+/// Bundle itself, and a Provenance that records where it all came from.
+pub fn extract(
+    bundle: &Value,
+    kind: SubmissionKind,
+    warnings: Vec<fhir_profiles::Issue>,
+) -> Result<Submission, Refusal> {
+    let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let (patient_at, patient) = entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e["resource"]["resourceType"] == "Patient")
+        .map(|(n, e)| (n, &e["resource"]))
+        .ok_or_else(|| refuse("Bundle.entry", "the Bundle has no Patient"))?;
+    let patient_key = identity::identify(patient)
+        .map_err(|e| refuse(&format!("Bundle.entry[{patient_at}].resource.{}", e.element), e.message))?;
+    let (system, value) =
+        bundle_identifier(bundle).ok_or_else(|| refuse("Bundle.identifier", format!("no identifier with system {BUNDLE_ID_SYSTEM}")))?;
+    let institution =
+        institution_of(bundle).ok_or_else(|| refuse("Bundle.identifier.value", "the Bundle-ID does not start with a 10-digit institution code"))?;
+    let patient_id = patient_key.patient_id();
+    let submission_id = uuid::Uuid::new_v4().to_string();
+
+    // Ids for every entry, and the fullUrl -> Type/id map that rewrites references.
+    let mut references: HashMap<&str, String> = HashMap::new();
+    let mut ids = Vec::with_capacity(entries.len());
+    for (n, entry) in entries.iter().enumerate() {
+        let res_type = entry["resource"]["resourceType"].as_str().unwrap_or_default();
+        let id = if n == patient_at { patient_id.clone() } else { uuid::Uuid::new_v4().to_string() };
+        if let Some(full_url) = entry["fullUrl"].as_str() {
+            references.insert(full_url, format!("{res_type}/{id}"));
+        }
+        ids.push(id);
+    }
+    let mut members = Vec::with_capacity(entries.len() + 2);
+    for (n, entry) in entries.iter().enumerate() {
+        if n == patient_at {
+            continue;
+        }
+        let mut resource = entry["resource"].clone();
+        let res_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
+        let kind_of_item = item_kind(&resource, kind.is_document());
+        if res_type == "MedicationRequest" && !kind.is_document() {
+            // JP_Bundle_CLINS accepts MedicationRequest entries but CLINS does not process them.
+            continue;
+        }
+        rewrite_references(&mut resource, &references);
+        resource["id"] = json!(ids[n]);
+        members.push(Member { res_type, id: ids[n].clone(), kind: kind_of_item, flags: flags(&resource), resource });
+    }
+    if kind.is_document() {
+        // The document as sent (its own references intact), retrievable as a whole.
+        let mut document = bundle.clone();
+        let id = uuid::Uuid::new_v4().to_string();
+        document["id"] = json!(id);
+        members.push(Member { res_type: "Bundle".into(), id, kind: "document", flags: Vec::new(), resource: document });
+    }
+    let provenance_id = uuid::Uuid::new_v4().to_string();
+    let provenance = provenance(&provenance_id, &members, &institution, system, value, &submission_id);
+    members.push(Member { res_type: "Provenance".into(), id: provenance_id, kind: "provenance", flags: Vec::new(), resource: provenance });
+
+    let mut patient_resource = patient.clone();
+    patient_resource["id"] = json!(patient_id);
+    let content_hash = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(serde_json::to_vec(bundle).expect("JSON serializes"));
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    Ok(Submission {
+        id: submission_id,
+        kind,
+        institution,
+        unit: UnitKey { patient: patient_key.key.clone(), system: system.to_string(), value: value.to_string() },
+        patient: patient_key,
+        patient_resource,
+        members,
+        content_hash,
+        warnings,
+    })
+}
+
+fn rewrite_references(value: &mut Value, map: &HashMap<&str, String>) {
+    match value {
+        Value::Object(obj) => {
+            for (key, child) in obj.iter_mut() {
+                if key == "reference" {
+                    if let Value::String(s) = child {
+                        if let Some(target) = map.get(s.as_str()) {
+                            *s = target.clone();
+                        }
+                        continue;
+                    }
+                }
+                rewrite_references(child, map);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, map)),
+        _ => {}
+    }
+}
+
+/// LTS / UNINFORMED / UNDELIVERED tags of a resource.
+pub fn flags(resource: &Value) -> Vec<String> {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["system"] == FLAG_SYSTEM)
+        .filter_map(|t| t["code"].as_str().map(String::from))
+        .collect()
+}
+
+fn provenance(id: &str, members: &[Member], institution: &str, system: &str, value: &str, submission: &str) -> Value {
+    let targets: Vec<Value> = members.iter().map(|m| json!({"reference": format!("{}/{}", m.res_type, m.id)})).collect();
+    let mut entity = vec![json!({
+        "role": "source",
+        "what": {"identifier": {"system": system, "value": value}, "display": "submitted Bundle"}
+    })];
+    if let Some(doc) = members.iter().find(|m| m.kind == "document") {
+        entity.push(json!({"role": "source", "what": {"reference": format!("Bundle/{}", doc.id)}}));
+    }
+    json!({
+        "resourceType": "Provenance",
+        "id": id,
+        "target": targets,
+        "recorded": crate::store::instant(crate::store::now_micros()),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]},
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+            "who": {"identifier": {"system": "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no", "value": institution}}
+        }],
+        "entity": entity,
+        "extension": [{"url": "http://jpfhir.jp/fhir/gateway/StructureDefinition/submission-id", "valueString": submission}]
+    })
+}
+
+/// Every resource of the Bundle carries the same institution code as its Bundle-ID, where it
+/// says one (JP_eCS_InstitutionNumber): a unit comes from one institution.
+pub fn institution_mismatches(bundle: &Value, institution: &str) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    for (n, entry) in bundle["entry"].as_array().into_iter().flatten().enumerate() {
+        for (k, ext) in entry["resource"]["extension"].as_array().into_iter().flatten().enumerate() {
+            if ext["url"] == INSTITUTION_EXTENSION {
+                if let Some(code) = ext["valueIdentifier"]["value"].as_str() {
+                    if code != institution {
+                        out.push(refuse(
+                            &format!("Bundle.entry[{n}].resource.extension[{k}].value.value"),
+                            format!("institution number {code} differs from the Bundle-ID's institution {institution}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

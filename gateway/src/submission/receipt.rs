@@ -1,0 +1,50 @@
+//! Receipts: the proof, kept with the data in one transaction, that a submission was accepted.
+//! A receipt is a FHIR Parameters resource.
+
+use serde_json::{Value, json};
+
+use super::Submission;
+use crate::store::instant;
+
+/// `outcome`: `accepted` (a new unit) or `replaced` (an earlier unit with the same key).
+pub fn build(sub: &Submission, outcome: &str, received_at: i64) -> Value {
+    let mut parameters = vec![
+        json!({"name": "submission", "valueString": sub.id}),
+        json!({"name": "received", "valueInstant": instant(received_at)}),
+        json!({"name": "outcome", "valueCode": outcome}),
+        json!({"name": "kind", "valueCode": sub.kind.as_str()}),
+        json!({"name": "institution", "valueIdentifier": {
+            "system": "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no", "value": sub.institution}}),
+        json!({"name": "unit", "part": [
+            {"name": "patientIdentifier", "valueIdentifier": {"system": sub.patient.system, "value": sub.patient.value}},
+            {"name": "bundleIdentifier", "valueIdentifier": {"system": sub.unit.system, "value": sub.unit.value}},
+        ]}),
+        json!({"name": "patient", "valueReference": {"reference": format!("Patient/{}", sub.patient.patient_id())}}),
+    ];
+    for m in &sub.members {
+        let mut part = vec![
+            json!({"name": "kind", "valueCode": m.kind}),
+            json!({"name": "resource", "valueReference": {"reference": format!("{}/{}", m.res_type, m.id)}}),
+        ];
+        for flag in &m.flags {
+            part.push(json!({"name": "flag", "valueCode": flag}));
+        }
+        parameters.push(json!({"name": "stored", "part": part}));
+    }
+    if !sub.warnings.is_empty() {
+        parameters.push(json!({"name": "warnings", "resource": fhir_profiles::to_operation_outcome(&sub.warnings)}));
+    }
+    json!({"resourceType": "Parameters", "id": sub.id, "parameter": parameters})
+}
+
+/// Counts of stored items by kind, from a receipt (for the submission history).
+pub fn item_counts(receipt: &Value) -> Value {
+    let mut counts = serde_json::Map::new();
+    for p in receipt["parameter"].as_array().into_iter().flatten().filter(|p| p["name"] == "stored") {
+        if let Some(kind) = p["part"][0]["valueCode"].as_str() {
+            let n = counts.get(kind).and_then(Value::as_i64).unwrap_or(0);
+            counts.insert(kind.to_string(), json!(n + 1));
+        }
+    }
+    Value::Object(counts)
+}

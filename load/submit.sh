@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Load run for submissions: five-item JP_Bundle_CLINS collection bundles (a Patient and five lab
+# results), fully validated, each a new unit (its own Bundle-ID and insured person), posted to
+# $submit by 32 concurrent clients. Targets only 127.0.0.1; bounded by DURATION.
+#
+#   load/submit.sh [sqlite|postgres|both]     (default both; DURATION=20s by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+engines=${1:-both}
+duration=${DURATION:-20s}
+connections=${CONNECTIONS:-32}
+port=${PORT:-18081}
+pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}
+template=fixtures/valid/clins-five-labresults.json
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk" >&2
+  (apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null)
+fi
+cargo build --release -p gateway >&2
+bin=target/release/gateway
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The template with placeholders the Lua script fills per request: a fresh Bundle-ID and a
+# fresh insured-person number, so that every request is a new unit of a new patient.
+python3 - "$template" "$work/template.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+b["identifier"]["value"] = "1318814790^2024^load-@N@"
+for e in b["entry"]:
+    r = e["resource"]
+    if r["resourceType"] == "Patient":
+        for i in r["identifier"]:
+            if i["system"] == "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID":
+                i["value"] = "00012345::@N@:"
+json.dump(b, open(sys.argv[2], "w"), ensure_ascii=False, separators=(",", ":"))
+PY
+cat >"$work/submit.lua" <<LUA
+local f = io.open("$work/template.json"); local template = f:read("*a"); f:close()
+local threads, counter, thread_id = 0, 0, 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function init(args) thread_id = tid end
+function request()
+  counter = counter + 1
+  local n = tostring(thread_id * 100000000 + counter)
+  local body = template:gsub("@N@", n)
+  return wrk.format("POST", "/fhir/\$submit", {["Content-Type"] = "application/fhir+json"}, body)
+end
+local bad = 0
+function response(status) if status ~= 201 then bad = bad + 1; if bad < 3 then print("unexpected status " .. status) end end end
+LUA
+
+run() { # $1 engine label, $2 database url
+  GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_DATABASE_URL=$2 GATEWAY_PACKAGES=../shared/fhir-packages:../shared/terminology \
+    GATEWAY_LOG=warn $bin serve >"$work/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  echo "== $1: \$submit five-item collection bundles, $connections connections, $duration"
+  wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
+  curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=1318814790&_count=0" | python3 -c \
+    'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})'
+  kill $server; wait $server 2>/dev/null || true
+}
+
+if [[ $engines == sqlite || $engines == both ]]; then
+  run sqlite "sqlite://$work/load.db"
+fi
+if [[ $engines == postgres || $engines == both ]]; then
+  db=gw_load_submit_$$
+  psql "$pg_admin" -qc "CREATE DATABASE $db" >/dev/null
+  run postgres "${pg_admin%/*}/$db"
+  psql "$pg_admin" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+fi
