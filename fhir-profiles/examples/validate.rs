@@ -8,19 +8,23 @@ fn main() {
     let mut profiles = Vec::new();
     let mut loads = Vec::new();
     let mut files = Vec::new();
+    let mut extra_dirs: Vec<PathBuf> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--profile" => profiles.push(args.next().expect("URL")),
             "--load" => loads.push(PathBuf::from(args.next().expect("FILE"))),
+            "--dir" => extra_dirs.push(PathBuf::from(args.next().expect("DIR"))),
             _ => files.push(PathBuf::from(a)),
         }
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
     let t = std::time::Instant::now();
-    let store = PackageStore::load(&[root.join("fhir-packages"), root.join("terminology")]).expect("load");
+    let mut dirs = vec![root.join("fhir-packages"), root.join("terminology")];
+    dirs.extend(extra_dirs);
+    let store = PackageStore::load(&dirs).expect("load");
     eprintln!("loaded in {:?}", t.elapsed());
     for l in &loads {
-        store.add_file(l).expect("load file");
+        store.add_file_any(l).expect("load file");
     }
     let v = Validator::new(store);
     let opts = ValidationOptions { profiles };
