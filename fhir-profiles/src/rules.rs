@@ -9,6 +9,9 @@
 //!     is also validated against `profiles`.
 //!   - `forType`: `[{ "resourceType": "Bundle", "profiles": [URL...], "reason": "..." }]` — applied
 //!     to every resource of that type.
+//!   - `referencePolicy`: `[{ "profile": URL, "id": "...", "allowLogical": false, "literalTargets":
+//!     "patient-entry", "reason": "..." }]` — how the entries of a Bundle validated against `profile`
+//!     may reference each other (checked on every Reference during the walk).
 //!   - `suppressConstraints`: `[{ "key": "...", "profile": URL (optional), "reason": "..." }]` —
 //!     packaged invariants that are wrong (each must say why and which of our rules replaces it).
 
@@ -25,8 +28,25 @@ pub struct GatewayRules {
     also: HashMap<String, Vec<String>>,
     by_type: HashMap<String, Vec<String>>,
     suppressed: Vec<Suppression>,
+    references: HashMap<String, ReferencePolicy>,
     /// The resources loaded from the definitions directory (url list).
     pub definitions: Vec<String>,
+}
+
+/// A reference policy for the entries of a Bundle validated against `profile`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReferencePolicy {
+    pub profile: String,
+    /// Rule id reported.
+    pub id: String,
+    /// Whether `Reference.identifier` (logical references) may be used.
+    #[serde(default, rename = "allowLogical")]
+    pub allow_logical: bool,
+    /// `patient-entry` / `first-entry`: a literal reference that is not `#id` must be the fullUrl of
+    /// the (first) Patient entry / of the first entry. Empty: not checked.
+    #[serde(default, rename = "literalTargets")]
+    pub literal_targets: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +64,8 @@ struct RulesFile {
     for_type: Vec<ForType>,
     #[serde(default, rename = "suppressConstraints")]
     suppress: Vec<Suppression>,
+    #[serde(default, rename = "referencePolicy")]
+    reference_policy: Vec<ReferencePolicy>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +121,9 @@ impl GatewayRules {
                     rules.by_type.entry(t.resource_type).or_default().extend(t.profiles);
                 }
                 rules.suppressed.extend(f.suppress);
+                for p in f.reference_policy {
+                    rules.references.insert(p.profile.clone(), p);
+                }
             }
         }
         Ok(rules)
@@ -107,6 +132,11 @@ impl GatewayRules {
     /// Our profiles to check along with `profile_url` (unversioned URL).
     pub fn also_check(&self, profile_url: &str) -> &[String] {
         self.also.get(profile_url).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The reference policy for Bundles validated against `profile_url`.
+    pub fn reference_policy(&self, profile_url: &str) -> Option<&ReferencePolicy> {
+        self.references.get(profile_url)
     }
 
     /// Our profiles for every resource of a type.

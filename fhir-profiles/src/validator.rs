@@ -56,7 +56,9 @@ impl Validator {
         let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
         path.push_str(if rt.is_empty() { "Resource" } else { &rt });
         ctx.validate_resource(resource, &mut path, &options.profiles, true);
-        finish(ctx.issues)
+        let mut issues = ctx.issues;
+        issues.append(&mut ctx.side_issues);
+        finish(issues)
     }
 
     /// Parse JSON bytes and validate; syntax errors become a `fatal` issue.
@@ -96,6 +98,8 @@ struct BundleIndex<'a> {
     by_full_url: HashMap<&'a str, &'a Value>,
     by_type_id: HashMap<String, Vec<&'a Value>>,
     is_document: bool,
+    /// A gateway reference policy for this Bundle, with the first entry's fullUrl.
+    policy: Option<(crate::rules::ReferencePolicy, Option<&'a str>)>,
 }
 
 impl<'a> BundleIndex<'a> {
@@ -166,6 +170,9 @@ struct Ctx<'a> {
     cache: HashMap<Key, Rc<Vec<Issue>>, FxBuild>,
     in_progress: FxSet<Key>,
     evaluated: FxSet<Key>,
+    /// Bundle-level policy findings (kept out of per-profile results, so they do not change
+    /// which slice an entry matches).
+    side_issues: Vec<Issue>,
     found_pool: Vec<Vec<(u32, &'a str, &'a Value, bool)>>,
     items_pool: Vec<Vec<(Option<&'a Value>, Option<&'a Value>)>>,
     bundles: Vec<Rc<BundleIndex<'a>>>,
@@ -276,6 +283,7 @@ impl<'a> Ctx<'a> {
             cache: HashMap::default(),
             in_progress: FxSet::default(),
             evaluated: FxSet::default(),
+            side_issues: Vec::new(),
             found_pool: Vec::new(),
             items_pool: Vec::new(),
             bundles: Vec::new(),
@@ -309,7 +317,6 @@ impl<'a> Ctx<'a> {
         let contained = path.ends_with(']') && path.rsplit('.').next().is_some_and(|s| s.starts_with("contained["));
         let root = if contained { self.resources.last().map(|r| r.1).unwrap_or(res) } else { res };
         self.resources.push((res, root));
-        let pushed_bundle = rt == "Bundle" && self.enter_bundle(res, path);
         let _ = top;
         let mut profiles: Vec<(String, bool)> = Vec::new();
         if let Some(ps) = obj.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
@@ -334,6 +341,10 @@ impl<'a> Ctx<'a> {
             }
             resolved.push(prof);
         }
+        let pushed_bundle = rt == "Bundle" && {
+            let policy = resolved.iter().find_map(|p| self.rules.reference_policy(&p.url).cloned());
+            self.enter_bundle(res, path, policy)
+        };
         // A profile's snapshot contains the base definition, so the base is checked separately only
         // when no profile of the resource's own type applies.
         if !resolved.iter().any(|p| p.type_name == rt && p.snapshot_error.is_none()) {
@@ -466,13 +477,23 @@ impl<'a> Ctx<'a> {
         None
     }
 
-    fn enter_bundle(&mut self, b: &'a Value, path: &str) -> bool {
+    fn enter_bundle(&mut self, b: &'a Value, path: &str, policy: Option<crate::rules::ReferencePolicy>) -> bool {
         let mut idx = BundleIndex {
             path: path.to_string(),
             entry_of: HashMap::new(),
             by_full_url: HashMap::new(),
             by_type_id: HashMap::new(),
             is_document: matches!(b.get("type").and_then(Value::as_str), Some("document" | "message")),
+            policy: policy.map(|p| {
+                let target = b.get("entry").and_then(Value::as_array).and_then(|es| {
+                    let pick = |e: &&'a Value| match p.literal_targets.as_str() {
+                        "patient-entry" => e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("Patient"),
+                        _ => true,
+                    };
+                    es.iter().find(pick).and_then(|e| e.get("fullUrl")).and_then(Value::as_str)
+                });
+                (p, target)
+            }),
         };
         let btype = b.get("type").and_then(Value::as_str).unwrap_or("");
         if let Some(entries) = b.get("entry").and_then(Value::as_array) {
@@ -1173,6 +1194,22 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- references
 
     fn check_reference(&mut self, obj: &'a Map<String, Value>, _types: &[CType], ty: &CType, path: &str) {
+        if let Some(b) = self.bundles.last().cloned() {
+            if let Some((pol, first)) = &b.policy {
+                // only references inside the entries of this Bundle (not in nested resources' own bundles)
+                if !pol.allow_logical && obj.contains_key("identifier") {
+                    self.side_issues.push(Issue::error("business-rule", path, format!("{}: Reference.identifier (a logical reference) is not allowed in this Bundle ({})", pol.id, pol.reason)).with_rule(pol.id.clone()));
+                }
+                if let Some(r) = obj.get("reference").and_then(Value::as_str) {
+                    if !pol.literal_targets.is_empty() && !r.starts_with('#') && Some(r) != *first {
+                        self.side_issues.push(
+                            Issue::error("business-rule", path, format!("{}: the reference '{r}' must be a contained resource ('#id') or the {} entry's fullUrl ({}) ({})", pol.id, if pol.literal_targets == "patient-entry" { "Patient" } else { "first" }, first.unwrap_or("none"), pol.reason))
+                                .with_rule(pol.id.clone()),
+                        );
+                    }
+                }
+            }
+        }
         let Some(r) = obj.get("reference").and_then(Value::as_str) else { return };
         let mut resolved: Option<&'a Value> = None;
         if let Some(id) = r.strip_prefix('#') {

@@ -111,6 +111,14 @@ fn clins_bundle_rules() {
     assert!(fired.iter().any(|r| r == "first-bundle-entry-is-Patient"), "{fired:?}");
     assert!(fired.iter().any(|r| r.contains("out of order")), "{fired:?}");
 
+    // CLINS references: only #id or the Patient entry's fullUrl; no logical references
+    let mut b = base.clone();
+    b["entry"][2]["resource"]["subject"] = serde_json::json!({ "reference": b["entry"][1]["fullUrl"].clone() });
+    assert!(rules_fired(&b).iter().any(|r| r == "gw-clins-references"), "{:?}", rules_fired(&b));
+    let mut b = base.clone();
+    b["entry"][2]["resource"]["subject"] = serde_json::json!({ "identifier": { "system": "urn:x", "value": "1" } });
+    assert!(rules_fired(&b).iter().any(|r| r == "gw-clins-references"), "{:?}", rules_fired(&b));
+
     // Bundle-ID format
     let mut b = base.clone();
     b["identifier"]["value"] = Value::from("X1318814790Y^2024^abc");
