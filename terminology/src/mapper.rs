@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::FastMap;
+use crate::{FastMap, FastSet};
 use crate::conceptmap::Equivalence;
 use crate::systems::Systems;
 use crate::table::MappingTable;
@@ -21,18 +21,41 @@ pub const EXT_MAPPED_EQUIVALENCE: &str = "http://jpfhir.jp/fhir/gateway/Structur
 /// mapped Coding (valueCoding), since a sibling cannot be added there.
 pub const EXT_MAPPED_CODING: &str = "http://jpfhir.jp/fhir/gateway/StructureDefinition/mapped-coding";
 
-/// One prepared target: the Coding to add, built once when the mapper is built.
-#[derive(Debug)]
+/// One prepared target of a (system, code). The Coding JSON is built only when it is added.
+#[derive(Debug, Clone)]
 pub struct PreparedTarget {
-    pub system: String,
-    pub code: String,
+    pub system: Arc<str>,
+    pub code: Box<str>,
+    pub display: Option<Box<str>>,
     pub equivalence: Equivalence,
     /// ConceptMap `url|version` of the table.
     pub table: Arc<str>,
-    pub coding: Value,
 }
 
-type Targets = Arc<[Arc<PreparedTarget>]>;
+impl PreparedTarget {
+    /// The Coding to add: target system/code/display, `userSelected` false, and the
+    /// `mapped-by` (table url|version) and `mapped-equivalence` extensions.
+    pub fn coding(&self) -> Value {
+        let mut c = Map::new();
+        c.insert(
+            "extension".into(),
+            json!([
+                {"url": EXT_MAPPED_BY, "valueCanonical": &*self.table},
+                {"url": EXT_MAPPED_EQUIVALENCE, "valueCode": self.equivalence.as_str()}
+            ]),
+        );
+        c.insert("system".into(), Value::String(self.system.to_string()));
+        c.insert("code".into(), Value::String(self.code.to_string()));
+        if let Some(d) = &self.display {
+            c.insert("display".into(), Value::String(d.to_string()));
+        }
+        c.insert("userSelected".into(), Value::Bool(false));
+        Value::Object(c)
+    }
+}
+
+/// Targets of one source code (empty: the table lists the code as unmatched/disjoint).
+type Targets = Vec<PreparedTarget>;
 
 #[derive(Default)]
 struct SystemEntry {
@@ -45,7 +68,11 @@ struct SystemEntry {
 pub struct MappedCode {
     pub source_system: String,
     pub source_code: String,
-    pub target: Arc<PreparedTarget>,
+    pub target_system: Arc<str>,
+    pub target_code: String,
+    pub equivalence: Equivalence,
+    /// ConceptMap `url|version` of the table that produced it.
+    pub table: Arc<str>,
 }
 
 /// What [`Mapper::map_resource`] did.
@@ -66,32 +93,36 @@ pub struct Mapper {
     tables: Vec<String>,
 }
 
-fn prepare(t: &MappingTable, table: &Arc<str>) -> FastMap<Box<str>, Targets> {
-    let mut tmp: FastMap<Box<str>, Vec<Arc<PreparedTarget>>> = FastMap::default();
-    tmp.reserve(t.rows.len());
+fn fill(dest: &mut FastMap<Box<str>, Targets>, t: &MappingTable, table: &Arc<str>) {
+    let system: Arc<str> = Arc::from(t.meta.target_system.as_str());
+    dest.reserve(t.rows.len());
+    // a code already indexed by an earlier table keeps that table's targets
+    let mut fresh: FastSet<&str> = FastSet::default();
     for r in &t.rows {
-        let list = tmp.entry(r.source_code.as_str().into()).or_default();
+        let code = r.source_code.as_str();
+        let list = match dest.get_mut(code) {
+            Some(l) => {
+                if !fresh.contains(code) {
+                    continue;
+                }
+                l
+            }
+            None => {
+                fresh.insert(code);
+                dest.entry(code.into()).or_default()
+            }
+        };
         if !r.equivalence.is_match() || r.target_code.is_empty() {
-            // kept as an empty entry: known, explicitly without a usable mapping
             continue;
         }
-        let mut c = Map::new();
-        c.insert(
-            "extension".into(),
-            json!([
-                {"url": EXT_MAPPED_BY, "valueCanonical": &**table},
-                {"url": EXT_MAPPED_EQUIVALENCE, "valueCode": r.equivalence.as_str()}
-            ]),
-        );
-        c.insert("system".into(), Value::String(t.meta.target_system.clone()));
-        c.insert("code".into(), Value::String(r.target_code.clone()));
-        if !r.target_display.is_empty() {
-            c.insert("display".into(), Value::String(r.target_display.clone()));
-        }
-        c.insert("userSelected".into(), Value::Bool(false));
-        list.push(Arc::new(PreparedTarget { system: t.meta.target_system.clone(), code: r.target_code.clone(), equivalence: r.equivalence, table: table.clone(), coding: Value::Object(c) }));
+        list.push(PreparedTarget {
+            system: system.clone(),
+            code: r.target_code.as_str().into(),
+            display: Some(r.target_display.as_str()).filter(|d| !d.is_empty()).map(Into::into),
+            equivalence: r.equivalence,
+            table: table.clone(),
+        });
     }
-    tmp.into_iter().map(|(k, v)| (k, Arc::from(v))).collect()
 }
 
 fn is_mapper_output(obj: &Map<String, Value>) -> bool {
@@ -119,15 +150,12 @@ impl Mapper {
             };
             let table: Arc<str> = Arc::from(t.canonical());
             m.tables.push(t.canonical());
-            let prepared = prepare(t, &table);
             let entry = &mut m.entries[idx as usize];
             let dest = match &t.meta.institution {
                 Some(inst) => entry.by_institution.entry(inst.as_str().into()).or_default(),
                 None => &mut entry.global,
             };
-            for (k, v) in prepared {
-                dest.entry(k).or_insert(v);
-            }
+            fill(dest, t, &table);
         }
         m
     }
@@ -225,7 +253,7 @@ impl Mapper {
     }
 
     fn map_codings(&self, codings: &mut Vec<Value>, inst: &str, report: &mut MappingReport) {
-        let mut adds: Vec<Arc<PreparedTarget>> = Vec::new();
+        let mut adds: Vec<&PreparedTarget> = Vec::new();
         let mut sources: Vec<(usize, usize)> = Vec::new();
         for (i, c) in codings.iter().enumerate() {
             let Some(obj) = c.as_object() else { continue };
@@ -235,7 +263,7 @@ impl Mapper {
             }
             if let Some(targets) = self.resolve(system, code, inst, report) {
                 for t in targets.iter() {
-                    adds.push(t.clone());
+                    adds.push(t);
                     sources.push((i, adds.len() - 1));
                 }
             }
@@ -246,19 +274,19 @@ impl Mapper {
         // one level of chaining: map the new codings too
         let first_level = adds.len();
         for k in 0..first_level {
-            let (sys, code) = (adds[k].system.clone(), adds[k].code.clone());
-            if let Some(&i) = self.by_system.get(sys.as_str()) {
+            let (sys, code) = (&*adds[k].system, &*adds[k].code);
+            if let Some(&i) = self.by_system.get(sys) {
                 let e = &self.entries[i as usize];
-                let hit = e.by_institution.get(inst).and_then(|m| m.get(code.as_str())).or_else(|| e.global.get(code.as_str()));
+                let hit = e.by_institution.get(inst).and_then(|m| m.get(code)).or_else(|| e.global.get(code));
                 if let Some(ts) = hit {
                     for t in ts.iter() {
-                        adds.push(t.clone());
+                        adds.push(t);
                     }
                 }
             }
         }
         for (n, t) in adds.iter().enumerate() {
-            let exists = codings.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(t.system.as_str()) && c.get("code").and_then(Value::as_str) == Some(t.code.as_str()));
+            let exists = codings.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(&*t.system) && c.get("code").and_then(Value::as_str) == Some(&*t.code));
             if !exists {
                 let (src_system, src_code) = match sources.iter().find(|(_, a)| *a == n) {
                     Some((i, _)) => (
@@ -267,8 +295,8 @@ impl Mapper {
                     ),
                     None => (String::from("(chained)"), String::new()),
                 };
-                codings.push(t.coding.clone());
-                report.mapped.push(MappedCode { source_system: src_system, source_code: src_code, target: t.clone() });
+                codings.push(t.coding());
+                report.mapped.push(mapped_code(src_system, src_code, t));
             }
         }
     }
@@ -287,14 +315,18 @@ impl Mapper {
         let Some(arr) = ext.as_array_mut() else { return };
         for t in targets.iter() {
             let exists = arr.iter().any(|e| {
-                e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_CODING) && e.pointer("/valueCoding/system").and_then(Value::as_str) == Some(t.system.as_str()) && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(t.code.as_str())
+                e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_CODING) && e.pointer("/valueCoding/system").and_then(Value::as_str) == Some(&*t.system) && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(&*t.code)
             });
             if !exists {
-                arr.push(json!({"url": EXT_MAPPED_CODING, "valueCoding": t.coding.clone()}));
-                report.mapped.push(MappedCode { source_system: system.clone(), source_code: code.clone(), target: t.clone() });
+                arr.push(json!({"url": EXT_MAPPED_CODING, "valueCoding": t.coding()}));
+                report.mapped.push(mapped_code(system.clone(), code.clone(), t));
             }
         }
     }
+}
+
+fn mapped_code(source_system: String, source_code: String, t: &PreparedTarget) -> MappedCode {
+    MappedCode { source_system, source_code, target_system: t.system.clone(), target_code: t.code.to_string(), equivalence: t.equivalence, table: t.table.clone() }
 }
 
 /// Remove every coding / extension the mapper added (see [`Mapper::remap_resource`]).

@@ -165,6 +165,23 @@ impl Collector {
     }
 }
 
+trait InsertOrRepeat<'a> {
+    /// Insert `k -> v` if absent; true when `k` was already there.
+    fn try_insert_or_repeat(&mut self, k: &'a str, v: u32) -> bool;
+}
+
+impl<'a> InsertOrRepeat<'a> for FastMap<&'a str, u32> {
+    fn try_insert_or_repeat(&mut self, k: &'a str, v: u32) -> bool {
+        match self.entry(k) {
+            std::collections::hash_map::Entry::Occupied(_) => true,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+                false
+            }
+        }
+    }
+}
+
 /// Split one CSV record (RFC 4180: commas, double quotes with `""` escapes; no embedded newlines).
 fn split_record(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(6);
@@ -387,7 +404,10 @@ impl MappingTable {
             col.push(line_of("target-system"), None, Some("target-system"), "source and target systems are the same".into());
         }
         // rows
-        let mut by_source: FastMap<&str, Vec<usize>> = FastMap::default();
+        // first row of each source code; rows of codes seen more than once are grouped afterwards
+        let mut first: FastMap<&str, u32> = FastMap::default();
+        first.reserve(self.rows.len());
+        let mut repeated: Vec<usize> = Vec::new();
         for (i, r) in self.rows.iter().enumerate() {
             let row = Some(i + 1);
             let line = r.line;
@@ -407,7 +427,14 @@ impl MappingTable {
             if col.full() {
                 return;
             }
-            by_source.entry(r.source_code.as_str()).or_default().push(i);
+            if first.try_insert_or_repeat(r.source_code.as_str(), i as u32) {
+                repeated.push(i);
+            }
+        }
+        let mut by_source: FastMap<&str, Vec<usize>> = FastMap::default();
+        for &i in &repeated {
+            let code = self.rows[i].source_code.as_str();
+            by_source.entry(code).or_insert_with(|| vec![first[code] as usize]).push(i);
         }
         let mut conflicts: Vec<(usize, Problem)> = Vec::new();
         for (src, idxs) in &by_source {
