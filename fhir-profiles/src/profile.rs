@@ -126,6 +126,8 @@ pub struct Constraint {
     pub expression: String,
     pub source: String,
     pub parsed: Result<fhirpath::Expression, String>,
+    /// Skip evaluation (true) when this element is absent from the focus (gateway-rules.json).
+    pub vacuous_without: Option<String>,
 }
 
 impl CompiledProfile {
@@ -439,7 +441,7 @@ impl PackageStore {
 
     fn constraint(&self, key: &str, severity_error: bool, human: &str, expr: &str, source: &str) -> Arc<Constraint> {
         // identical invariants (ele-1, dom-*, ...) are shared between profiles
-        let cache_key = format!("{key}\u{0}{expr}\u{0}{severity_error}");
+        let cache_key = format!("{key}\u{0}{expr}\u{0}{severity_error}\u{0}{:?}", self.rules().vacuous_without(key));
         if let Some(c) = CONSTRAINTS.read().unwrap().get(&cache_key) {
             return c.clone();
         }
@@ -450,6 +452,7 @@ impl PackageStore {
             expression: expr.to_string(),
             source: source.to_string(),
             parsed: fhirpath::Expression::parse(expr).map_err(|e| e.to_string()),
+            vacuous_without: self.rules().vacuous_without(key).map(str::to_string),
         });
         CONSTRAINTS.write().unwrap().insert(cache_key, c.clone());
         c

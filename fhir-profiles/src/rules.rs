@@ -12,6 +12,8 @@
 //!   - `referencePolicy`: `[{ "profile": URL, "id": "...", "allowLogical": false, "literalTargets":
 //!     "patient-entry", "reason": "..." }]` — how the entries of a Bundle validated against `profile`
 //!     may reference each other (checked on every Reference during the walk).
+//!   - `vacuousWithout`: `[{ "key": "dom-2", "element": "contained", "reason": "..." }]` — an
+//!     invariant that is true by its expression when the element is absent is not evaluated then.
 //!   - `suppressConstraints`: `[{ "key": "...", "profile": URL (optional), "reason": "..." }]` —
 //!     packaged invariants that are wrong (each must say why and which of our rules replaces it).
 
@@ -29,6 +31,7 @@ pub struct GatewayRules {
     by_type: HashMap<String, Vec<String>>,
     suppressed: Vec<Suppression>,
     references: HashMap<String, ReferencePolicy>,
+    vacuous: HashMap<String, String>,
     /// The resources loaded from the definitions directory (url list).
     pub definitions: Vec<String>,
 }
@@ -66,6 +69,17 @@ struct RulesFile {
     suppress: Vec<Suppression>,
     #[serde(default, rename = "referencePolicy")]
     reference_policy: Vec<ReferencePolicy>,
+    #[serde(default, rename = "vacuousWithout")]
+    vacuous_without: Vec<Vacuous>,
+}
+
+/// A constraint that is true by its expression whenever `element` is absent from the focus.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Vacuous {
+    pub key: String,
+    pub element: String,
+    #[allow(dead_code)]
+    pub reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +135,9 @@ impl GatewayRules {
                     rules.by_type.entry(t.resource_type).or_default().extend(t.profiles);
                 }
                 rules.suppressed.extend(f.suppress);
+                for x in f.vacuous_without {
+                    rules.vacuous.insert(x.key, x.element);
+                }
                 for p in f.reference_policy {
                     rules.references.insert(p.profile.clone(), p);
                 }
@@ -132,6 +149,11 @@ impl GatewayRules {
     /// Our profiles to check along with `profile_url` (unversioned URL).
     pub fn also_check(&self, profile_url: &str) -> &[String] {
         self.also.get(profile_url).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The element whose absence makes constraint `key` true (evaluation skipped), if listed.
+    pub fn vacuous_without(&self, key: &str) -> Option<&str> {
+        self.vacuous.get(key).map(String::as_str)
     }
 
     /// The reference policy for Bundles validated against `profile_url`.

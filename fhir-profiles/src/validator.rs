@@ -1166,6 +1166,11 @@ impl<'a> Ctx<'a> {
         let fctx = fhirpath::Context::new(self.model).with_resource(res).with_root_resource(root).with_resolver(&resolver);
         let item = fhirpath::Item::from_json(self.model, v, u, focus_type);
         for c in cons {
+            if let (Some(el), Some(o)) = (&c.vacuous_without, v.as_object()) {
+                if !o.contains_key(el.as_str()) {
+                    continue;
+                }
+            }
             if !self.evaluated.insert((ptr(v), Arc::as_ptr(c) as usize)) {
                 continue;
             }
