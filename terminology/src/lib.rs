@@ -43,7 +43,7 @@ pub mod table;
 pub mod valueset;
 
 pub use conceptmap::Equivalence;
-pub use mapper::{EXT_MAPPED_BY, EXT_MAPPED_CODING, EXT_MAPPED_EQUIVALENCE, Mapper, MappingReport, RemapProgress, RemapStatus, UnmappedEntry, UnmappedQueue, strip_mapped};
+pub use mapper::{EXT_MAPPED_BY, EXT_MAPPED_CODING, EXT_MAPPED_EQUIVALENCE, MappedCode, Mapper, MappingReport, TargetRef, Targets, RemapProgress, RemapStatus, UnmappedEntry, UnmappedQueue, strip_mapped};
 pub use ops::{OpError, TranslateRequest, pairs_from_parameters};
 pub use registry::{AuditRecord, RegistryError, TableRegistry, UploadOutcome};
 pub use service::{Snapshot, TerminologyService};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{FastMap, FastSet};
+use crate::FastMap;
 use crate::conceptmap::Equivalence;
 use crate::systems::Systems;
 use crate::table::MappingTable;
@@ -21,41 +21,49 @@ pub const EXT_MAPPED_EQUIVALENCE: &str = "http://jpfhir.jp/fhir/gateway/Structur
 /// mapped Coding (valueCoding), since a sibling cannot be added there.
 pub const EXT_MAPPED_CODING: &str = "http://jpfhir.jp/fhir/gateway/StructureDefinition/mapped-coding";
 
-/// One prepared target of a (system, code). The Coding JSON is built only when it is added.
-#[derive(Debug, Clone)]
-pub struct PreparedTarget {
-    pub system: Arc<str>,
-    pub code: Box<str>,
-    pub display: Option<Box<str>>,
-    pub equivalence: Equivalence,
-    /// ConceptMap `url|version` of the table.
-    pub table: Arc<str>,
+/// A target: row `row` of table `table` (indices into the mapper's tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRef {
+    pub table: u32,
+    pub row: u32,
 }
 
-impl PreparedTarget {
-    /// The Coding to add: target system/code/display, `userSelected` false, and the
-    /// `mapped-by` (table url|version) and `mapped-equivalence` extensions.
-    pub fn coding(&self) -> Value {
-        let mut c = Map::new();
-        c.insert(
-            "extension".into(),
-            json!([
-                {"url": EXT_MAPPED_BY, "valueCanonical": &*self.table},
-                {"url": EXT_MAPPED_EQUIVALENCE, "valueCode": self.equivalence.as_str()}
-            ]),
-        );
-        c.insert("system".into(), Value::String(self.system.to_string()));
-        c.insert("code".into(), Value::String(self.code.to_string()));
-        if let Some(d) = &self.display {
-            c.insert("display".into(), Value::String(d.to_string()));
+/// Targets of one source code. No allocation for the usual single target.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// The table lists the code as `unmatched`/`disjoint` (table index).
+    Unmatched(u32),
+    One(TargetRef),
+    Many(Box<[TargetRef]>),
+}
+
+impl Targets {
+    pub fn as_slice(&self) -> &[TargetRef] {
+        match self {
+            Targets::Unmatched(_) => &[],
+            Targets::One(r) => std::slice::from_ref(r),
+            Targets::Many(v) => v,
         }
-        c.insert("userSelected".into(), Value::Bool(false));
-        Value::Object(c)
+    }
+    fn table(&self) -> u32 {
+        match self {
+            Targets::Unmatched(t) => *t,
+            Targets::One(r) => r.table,
+            Targets::Many(v) => v[0].table,
+        }
+    }
+    fn push(&mut self, r: TargetRef) {
+        *self = match std::mem::replace(self, Targets::Unmatched(0)) {
+            Targets::Unmatched(_) => Targets::One(r),
+            Targets::One(a) => Targets::Many(vec![a, r].into_boxed_slice()),
+            Targets::Many(v) => {
+                let mut v = v.into_vec();
+                v.push(r);
+                Targets::Many(v.into_boxed_slice())
+            }
+        }
     }
 }
-
-/// Targets of one source code (empty: the table lists the code as unmatched/disjoint).
-type Targets = Vec<PreparedTarget>;
 
 #[derive(Default)]
 struct SystemEntry {
@@ -86,42 +94,38 @@ pub struct MappingReport {
     pub explicitly_unmatched: usize,
 }
 
+struct IndexedTable {
+    table: Arc<MappingTable>,
+    target_system: Arc<str>,
+    canonical: Arc<str>,
+}
+
 /// Immutable index of the active mapping tables. Build one per activation state and share it (`Arc`).
+/// The index holds (table, row) references: building it allocates one key per source code.
 pub struct Mapper {
     by_system: FastMap<Box<str>, u32>,
     entries: Vec<SystemEntry>,
-    tables: Vec<String>,
+    tables: Vec<IndexedTable>,
 }
 
-fn fill(dest: &mut FastMap<Box<str>, Targets>, t: &MappingTable, table: &Arc<str>) {
-    let system: Arc<str> = Arc::from(t.meta.target_system.as_str());
+fn fill(dest: &mut FastMap<Box<str>, Targets>, t: &MappingTable, ti: u32) {
     dest.reserve(t.rows.len());
-    // a code already indexed by an earlier table keeps that table's targets
-    let mut fresh: FastSet<&str> = FastSet::default();
-    for r in &t.rows {
+    for (ri, r) in t.rows.iter().enumerate() {
         let code = r.source_code.as_str();
-        let list = match dest.get_mut(code) {
-            Some(l) => {
-                if !fresh.contains(code) {
-                    continue;
+        let usable = r.equivalence.is_match() && !r.target_code.is_empty();
+        let tref = TargetRef { table: ti, row: ri as u32 };
+        match dest.get_mut(code) {
+            // a code already indexed by an earlier table keeps that table's targets
+            Some(existing) if existing.table() != ti => {}
+            Some(existing) => {
+                if usable {
+                    existing.push(tref);
                 }
-                l
             }
             None => {
-                fresh.insert(code);
-                dest.entry(code.into()).or_default()
+                dest.insert(code.into(), if usable { Targets::One(tref) } else { Targets::Unmatched(ti) });
             }
-        };
-        if !r.equivalence.is_match() || r.target_code.is_empty() {
-            continue;
         }
-        list.push(PreparedTarget {
-            system: system.clone(),
-            code: r.target_code.as_str().into(),
-            display: Some(r.target_display.as_str()).filter(|d| !d.is_empty()).map(Into::into),
-            equivalence: r.equivalence,
-            table: table.clone(),
-        });
     }
 }
 
@@ -131,8 +135,8 @@ fn is_mapper_output(obj: &Map<String, Value>) -> bool {
 
 impl Mapper {
     /// Index the given (active) tables. Every alias of a source system is indexed, so a coding
-    /// using the OID form of a system maps like the URL form. When two global tables map the same
-    /// system, the one listed first wins for a code both map.
+    /// using the OID form of a system maps like the URL form. When two tables of the same scope map
+    /// the same code, the one listed first wins.
     pub fn new(tables: &[Arc<MappingTable>], systems: &Systems) -> Mapper {
         let mut m = Mapper { by_system: FastMap::default(), entries: Vec::new(), tables: Vec::new() };
         for t in tables {
@@ -148,21 +152,21 @@ impl Mapper {
                     i
                 }
             };
-            let table: Arc<str> = Arc::from(t.canonical());
-            m.tables.push(t.canonical());
+            let ti = m.tables.len() as u32;
+            m.tables.push(IndexedTable { table: t.clone(), target_system: Arc::from(t.meta.target_system.as_str()), canonical: Arc::from(t.canonical()) });
             let entry = &mut m.entries[idx as usize];
             let dest = match &t.meta.institution {
                 Some(inst) => entry.by_institution.entry(inst.as_str().into()).or_default(),
                 None => &mut entry.global,
             };
-            fill(dest, t, &table);
+            fill(dest, t, ti);
         }
         m
     }
 
     /// `url|version` of every indexed table.
-    pub fn tables(&self) -> &[String] {
-        &self.tables
+    pub fn tables(&self) -> Vec<String> {
+        self.tables.iter().map(|t| t.canonical.to_string()).collect()
     }
 
     /// Is some table mapping from this system?
@@ -182,6 +186,40 @@ impl Mapper {
             }
         }
         Some(e.global.get(code))
+    }
+
+    /// (target system, target code) of a target.
+    pub fn target(&self, r: TargetRef) -> (&str, &str) {
+        let t = &self.tables[r.table as usize];
+        (&t.target_system, &t.table.rows[r.row as usize].target_code)
+    }
+
+    /// The Coding to add for a target: system/code/display, `userSelected` false, and the
+    /// `mapped-by` (table url|version) and `mapped-equivalence` extensions.
+    pub fn coding(&self, r: TargetRef) -> Value {
+        let t = &self.tables[r.table as usize];
+        let row = &t.table.rows[r.row as usize];
+        let mut c = Map::new();
+        c.insert(
+            "extension".into(),
+            json!([
+                {"url": EXT_MAPPED_BY, "valueCanonical": &*t.canonical},
+                {"url": EXT_MAPPED_EQUIVALENCE, "valueCode": row.equivalence.as_str()}
+            ]),
+        );
+        c.insert("system".into(), Value::String(t.target_system.to_string()));
+        c.insert("code".into(), Value::String(row.target_code.clone()));
+        if !row.target_display.is_empty() {
+            c.insert("display".into(), Value::String(row.target_display.clone()));
+        }
+        c.insert("userSelected".into(), Value::Bool(false));
+        Value::Object(c)
+    }
+
+    fn mapped_code(&self, source_system: String, source_code: String, r: TargetRef) -> MappedCode {
+        let t = &self.tables[r.table as usize];
+        let row = &t.table.rows[r.row as usize];
+        MappedCode { source_system, source_code, target_system: t.target_system.clone(), target_code: row.target_code.clone(), equivalence: row.equivalence, table: t.canonical.clone() }
     }
 
     /// Add the mapped codings to every coded element of `resource` (CodeableConcept.coding and
@@ -237,14 +275,14 @@ impl Mapper {
         }
     }
 
-    fn resolve<'a>(&'a self, system: &str, code: &str, inst: &str, report: &mut MappingReport) -> Option<&'a Targets> {
+    fn resolve<'a>(&'a self, system: &str, code: &str, inst: &str, report: &mut MappingReport) -> Option<&'a [TargetRef]> {
         match self.lookup(system, code, inst) {
             None => None,
-            Some(Some(t)) if !t.is_empty() => Some(t),
-            Some(Some(_)) => {
+            Some(Some(Targets::Unmatched(_))) => {
                 report.explicitly_unmatched += 1;
                 None
             }
+            Some(Some(t)) => Some(t.as_slice()),
             Some(None) => {
                 report.unmapped.push((system.to_string(), code.to_string()));
                 None
@@ -253,8 +291,7 @@ impl Mapper {
     }
 
     fn map_codings(&self, codings: &mut Vec<Value>, inst: &str, report: &mut MappingReport) {
-        let mut adds: Vec<&PreparedTarget> = Vec::new();
-        let mut sources: Vec<(usize, usize)> = Vec::new();
+        let mut adds: Vec<(Option<usize>, TargetRef)> = Vec::new();
         for (i, c) in codings.iter().enumerate() {
             let Some(obj) = c.as_object() else { continue };
             let (Some(system), Some(code)) = (obj.get("system").and_then(Value::as_str), obj.get("code").and_then(Value::as_str)) else { continue };
@@ -262,10 +299,7 @@ impl Mapper {
                 continue;
             }
             if let Some(targets) = self.resolve(system, code, inst, report) {
-                for t in targets.iter() {
-                    adds.push(t);
-                    sources.push((i, adds.len() - 1));
-                }
+                adds.extend(targets.iter().map(|t| (Some(i), *t)));
             }
         }
         if adds.is_empty() {
@@ -274,29 +308,25 @@ impl Mapper {
         // one level of chaining: map the new codings too
         let first_level = adds.len();
         for k in 0..first_level {
-            let (sys, code) = (&*adds[k].system, &*adds[k].code);
-            if let Some(&i) = self.by_system.get(sys) {
-                let e = &self.entries[i as usize];
-                let hit = e.by_institution.get(inst).and_then(|m| m.get(code)).or_else(|| e.global.get(code));
-                if let Some(ts) = hit {
-                    for t in ts.iter() {
-                        adds.push(t);
-                    }
-                }
+            let (sys, code) = self.target(adds[k].1);
+            if let Some(Some(ts)) = self.lookup(sys, code, inst) {
+                let more: Vec<TargetRef> = ts.as_slice().to_vec();
+                adds.extend(more.into_iter().map(|t| (None, t)));
             }
         }
-        for (n, t) in adds.iter().enumerate() {
-            let exists = codings.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(&*t.system) && c.get("code").and_then(Value::as_str) == Some(&*t.code));
+        for (src, t) in adds {
+            let (tsys, tcode) = self.target(t);
+            let exists = codings.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(tsys) && c.get("code").and_then(Value::as_str) == Some(tcode));
             if !exists {
-                let (src_system, src_code) = match sources.iter().find(|(_, a)| *a == n) {
-                    Some((i, _)) => (
-                        codings[*i].get("system").and_then(Value::as_str).unwrap_or("").to_string(),
-                        codings[*i].get("code").and_then(Value::as_str).unwrap_or("").to_string(),
+                let (src_system, src_code) = match src {
+                    Some(i) => (
+                        codings[i].get("system").and_then(Value::as_str).unwrap_or("").to_string(),
+                        codings[i].get("code").and_then(Value::as_str).unwrap_or("").to_string(),
                     ),
                     None => (String::from("(chained)"), String::new()),
                 };
-                codings.push(t.coding());
-                report.mapped.push(mapped_code(src_system, src_code, t));
+                codings.push(self.coding(t));
+                report.mapped.push(self.mapped_code(src_system, src_code, t));
             }
         }
     }
@@ -313,20 +343,17 @@ impl Mapper {
         let (system, code) = (system.to_string(), code.to_string());
         let ext = obj.entry("extension").or_insert_with(|| Value::Array(Vec::new()));
         let Some(arr) = ext.as_array_mut() else { return };
-        for t in targets.iter() {
+        for &t in targets {
+            let (tsys, tcode) = self.target(t);
             let exists = arr.iter().any(|e| {
-                e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_CODING) && e.pointer("/valueCoding/system").and_then(Value::as_str) == Some(&*t.system) && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(&*t.code)
+                e.get("url").and_then(Value::as_str) == Some(EXT_MAPPED_CODING) && e.pointer("/valueCoding/system").and_then(Value::as_str) == Some(tsys) && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(tcode)
             });
             if !exists {
-                arr.push(json!({"url": EXT_MAPPED_CODING, "valueCoding": t.coding()}));
-                report.mapped.push(mapped_code(system.clone(), code.clone(), t));
+                arr.push(json!({"url": EXT_MAPPED_CODING, "valueCoding": self.coding(t)}));
+                report.mapped.push(self.mapped_code(system.clone(), code.clone(), t));
             }
         }
     }
-}
-
-fn mapped_code(source_system: String, source_code: String, t: &PreparedTarget) -> MappedCode {
-    MappedCode { source_system, source_code, target_system: t.system.clone(), target_code: t.code.to_string(), equivalence: t.equivalence, table: t.table.clone() }
 }
 
 /// Remove every coding / extension the mapper added (see [`Mapper::remap_resource`]).

@@ -632,13 +632,14 @@ impl MappingTable {
         let mut g = Group { source: Some(self.meta.source_system.clone()), target: Some(self.meta.target_system.clone()), ..Default::default() };
         g.elements.reserve(self.rows.len());
         for r in &self.rows {
-            let e = g.elements.entry(r.source_code.as_str().into()).or_insert_with(|| (Some(r.source_display.clone()).filter(|d| !d.is_empty()), Vec::new()));
-            e.1.push(Target {
-                code: Some(r.target_code.clone()).filter(|c| !c.is_empty()),
-                display: Some(r.target_display.clone()).filter(|c| !c.is_empty()),
-                equivalence: r.equivalence,
-                comment: Some(r.comment.clone()).filter(|c| !c.is_empty()),
-            });
+            let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
+            let t = Target { code: nonempty(&r.target_code), display: nonempty(&r.target_display), equivalence: r.equivalence, comment: nonempty(&r.comment) };
+            match g.elements.get_mut(r.source_code.as_str()) {
+                Some(e) => e.1.push(t),
+                None => {
+                    g.elements.insert(r.source_code.as_str().into(), (nonempty(&r.source_display), vec![t]));
+                }
+            }
         }
         ConceptMap { url: self.url(), version: Some(self.meta.version.clone()), name: Some(self.meta.name.clone()), source_scope: None, target_scope: None, groups: vec![g], origin: format!("mapping table {}", self.canonical()) }
     }
