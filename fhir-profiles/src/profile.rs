@@ -70,6 +70,8 @@ pub struct CType {
     pub code: String,
     pub profiles: Vec<String>,
     pub target_profiles: Vec<String>,
+    /// A primitive type (precomputed from `code`).
+    pub primitive: bool,
     /// Resolved on first use: is the code a resource type; the type's base definition; the profiles.
     pub(crate) is_resource: OnceLock<bool>,
     pub(crate) base: OnceLock<Option<Arc<CompiledProfile>>>,
@@ -78,7 +80,7 @@ pub struct CType {
 
 impl CType {
     pub fn new(code: String) -> CType {
-        CType { code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new() }
+        CType { primitive: is_primitive_code(&code), code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new() }
     }
 }
 

@@ -94,9 +94,9 @@ pub(crate) struct BaseIndex {
 pub struct PackageStore {
     pub(crate) base: Arc<BaseIndex>,
     overlay: RwLock<HashMap<String, Vec<Arc<Value>>>>,
-    pub(crate) profiles: RwLock<HashMap<String, Option<Arc<CompiledProfile>>>>,
-    pub(crate) valuesets: RwLock<HashMap<String, Arc<ValueSetMembership>>>,
-    pub(crate) codesystems: RwLock<HashMap<String, Option<Arc<CodeSystemIndex>>>>,
+    pub(crate) profiles: RwLock<HashMap<String, Option<Arc<CompiledProfile>>, crate::validator::FxBuild>>,
+    pub(crate) valuesets: RwLock<HashMap<String, Arc<ValueSetMembership>, crate::validator::FxBuild>>,
+    pub(crate) codesystems: RwLock<HashMap<String, Option<Arc<CodeSystemIndex>>, crate::validator::FxBuild>>,
     pub(crate) snapshots: RwLock<HashMap<String, Result<Arc<Value>, String>>>,
     pub(crate) rules: RwLock<Arc<GatewayRules>>,
 }
@@ -432,9 +432,9 @@ impl PackageStore {
         PackageStore {
             base,
             overlay: RwLock::new(HashMap::new()),
-            profiles: RwLock::new(HashMap::new()),
-            valuesets: RwLock::new(HashMap::new()),
-            codesystems: RwLock::new(HashMap::new()),
+            profiles: RwLock::new(HashMap::default()),
+            valuesets: RwLock::new(HashMap::default()),
+            codesystems: RwLock::new(HashMap::default()),
             snapshots: RwLock::new(HashMap::new()),
             rules: RwLock::new(Arc::new(GatewayRules::default())),
         }

@@ -147,9 +147,19 @@ impl std::hash::Hasher for FxHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ *b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
+        let mut last = 0u64;
+        for (i, b) in chunks.remainder().iter().enumerate() {
+            last |= (*b as u64) << (8 * i);
+        }
+        self.0 = (self.0.rotate_left(5) ^ last ^ bytes.len() as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_usize(i as usize)
     }
     fn write_usize(&mut self, i: usize) {
         self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
@@ -922,7 +932,7 @@ impl<'a> Ctx<'a> {
     #[allow(clippy::too_many_arguments)]
     fn check_value(&mut self, m: Option<&'a Value>, u: Option<&'a Value>, prof: &Arc<CompiledProfile>, ei: u32, ty: &CType, path: &mut String, ctx_path: &mut String, _ctx_type: &str) {
         let el = &prof.elements[ei as usize];
-        if is_primitive_code(&ty.code) {
+        if ty.primitive {
             if let Some(v) = m {
                 let as_id = el.name == "id" && prof.kind == "resource" && prof.elements[0].children.contains(&ei);
                 let t = if as_id { "id" } else { ty.code.as_str() };
