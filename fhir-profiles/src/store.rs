@@ -67,6 +67,8 @@ pub(crate) struct Entry {
 
 pub(crate) enum Data {
     Bytes(Box<[u8]>),
+    /// Already parsed (reserved for packages built in memory).
+    #[allow(dead_code)]
     Parsed(Arc<Value>),
 }
 
