@@ -1350,6 +1350,7 @@ impl<'a> Ctx<'a> {
         let slices = ce.slices.clone();
         let slicing = ce.slicing.clone();
         let is_ext = ce.name == "extension" || ce.name == "modifierExtension";
+        let discs = Self::effective_discs(ce);
         let (ordered, rules) = slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
         let mut counts = vec![0u32; slices.len()];
         let mut last = 0usize;
@@ -1358,9 +1359,11 @@ impl<'a> Ctx<'a> {
         for (i, (m, u)) in items.iter().enumerate() {
             path.push_str(&item_paths[i]);
             let mut matched = None;
-            if let Some(v) = m {
+            if let (Some(v), Some(discs)) = (m, discs.as_deref()) {
+                // the instance values at each discriminator path, once per item
+                let actuals: Vec<Vec<&'a Value>> = discs.iter().map(|d| self.instance_at(v, &d.path, key)).collect();
                 for (si, &s) in slices.iter().enumerate() {
-                    if self.slice_matches(v, prof, ci, s, key, path) {
+                    if self.slice_matches(prof, ci, s, key, path, discs, &actuals) {
                         matched = Some(si);
                         break;
                     }
@@ -1433,29 +1436,32 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn slice_matches(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, ci: u32, si: u32, key: &str, path: &mut String) -> bool {
-        let ce = &prof.elements[ci as usize];
-        let default;
-        let discs: &[crate::profile::Discriminator] = match &ce.slicing {
-            Some(s) if !s.discriminators.is_empty() => &s.discriminators,
+    /// The discriminators of a sliced element (defaults for extensions and choices).
+    fn effective_discs(ce: &CElement) -> Option<Vec<crate::profile::Discriminator>> {
+        match &ce.slicing {
+            Some(s) if !s.discriminators.is_empty() => Some(s.discriminators.clone()),
             _ => {
-                default = if ce.name == "extension" || ce.name == "modifierExtension" {
-                    vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }]
+                if ce.name == "extension" || ce.name == "modifierExtension" {
+                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }])
                 } else if ce.choice {
-                    vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }]
+                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }])
                 } else {
-                    return false;
-                };
-                &default
+                    None
+                }
             }
-        };
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn slice_matches(&mut self, prof: &Arc<CompiledProfile>, ci: u32, si: u32, key: &str, path: &mut String, discs: &[crate::profile::Discriminator], actuals: &[Vec<&'a Value>]) -> bool {
+        let ce = &prof.elements[ci as usize];
         let se = &prof.elements[si as usize];
         let cache = se.disc_cache.get_or_init(|| discs.iter().map(|d| self.compute_disc(prof, si, d)).collect());
-        for (d, dc) in discs.iter().zip(cache.iter()) {
+        for (di, (d, dc)) in discs.iter().zip(cache.iter()).enumerate() {
             let ok = match dc {
                 DiscCache::Value(None) | DiscCache::Types(None) | DiscCache::Profiles(None) | DiscCache::Exists(None) => continue,
                 DiscCache::Value(Some((expected, fixed))) => {
-                    let actual = self.instance_at(v, &d.path, key);
+                    let actual = &actuals[di];
                     if *fixed || d.kind == DiscriminatorType::Value {
                         actual.iter().any(|a| json_eq(a, expected) || (!fixed && pattern_match(a, expected)))
                     } else {
@@ -1467,7 +1473,7 @@ impl<'a> Ctx<'a> {
                         let suffix = key.strip_prefix(ce.name.as_str()).unwrap_or("");
                         codes.iter().any(|c| type_matches_suffix(c, suffix))
                     } else {
-                        let actual = self.instance_at(v, &d.path, key);
+                        let actual = &actuals[di];
                         actual.iter().any(|a| {
                             let rt = a.get("resourceType").and_then(Value::as_str);
                             rt.is_some_and(|rt| codes.iter().any(|c| c == rt))
@@ -1476,9 +1482,9 @@ impl<'a> Ctx<'a> {
                 }
                 DiscCache::Profiles(Some(profiles)) => {
                     let resolve = d.path.ends_with("resolve()");
-                    let actual = self.instance_at(v, &d.path, key);
+                    let actual = &actuals[di];
                     let mut any = false;
-                    'outer: for a in actual {
+                    'outer: for &a in actual.iter() {
                         for pp in profiles {
                             let mut sub = path.clone();
                             if !resolve && d.path == "resource" {
@@ -1493,7 +1499,7 @@ impl<'a> Ctx<'a> {
                     any
                 }
                 DiscCache::Exists(Some((min, max))) => {
-                    let exists = !self.instance_at(v, &d.path, key).is_empty();
+                    let exists = !actuals[di].is_empty();
                     if *min > 0 { exists } else if *max == Some(0) { !exists } else { true }
                 }
             };
