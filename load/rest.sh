@@ -19,7 +19,7 @@ if ! command -v wrk >/dev/null; then
   (apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null)
 fi
 cargo build --release -p gateway >&2
-bin=target/release/gateway
+bin=${CARGO_TARGET_DIR:-target}/release/gateway
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

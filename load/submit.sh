@@ -18,7 +18,7 @@ if ! command -v wrk >/dev/null; then
   (apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null)
 fi
 cargo build --release -p gateway >&2
-bin=target/release/gateway
+bin=${CARGO_TARGET_DIR:-target}/release/gateway
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -27,13 +27,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 - "$template" "$work/template.json" <<'PY'
 import json, sys
 b = json.load(open(sys.argv[1]))
-b["identifier"]["value"] = "1318814790^2024^load-@N@"
+# keep the institution and year, vary the in-facility part
+institution_year = b["identifier"]["value"].rsplit("^", 1)[0]
+b["identifier"]["value"] = institution_year + "^load-@N@"
 for e in b["entry"]:
     r = e["resource"]
     if r["resourceType"] == "Patient":
         for i in r["identifier"]:
             if i["system"] == "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID":
-                i["value"] = "00012345::@N@:"
+                i["value"] = i["value"].split(":")[0] + "::@N@:"
 json.dump(b, open(sys.argv[2], "w"), ensure_ascii=False, separators=(",", ":"))
 PY
 cat >"$work/submit.lua" <<LUA
@@ -58,7 +60,8 @@ run() { # $1 engine label, $2 database url
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   echo "== $1: \$submit five-item collection bundles, $connections connections, $duration"
   wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
-  curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=1318814790&_count=0" | python3 -c \
+  institution=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["identifier"]["value"].split("^")[0])' "$template")
+  curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=$institution&_count=0" | python3 -c \
     'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})'
   kill $server; wait $server 2>/dev/null || true
 }

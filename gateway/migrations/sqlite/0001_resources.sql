@@ -22,28 +22,29 @@ CREATE TABLE resource_history (
 );
 CREATE INDEX resource_history_updated ON resource_history (last_updated);
 
--- Search index of the current versions, one table per search parameter kind.
+-- Search index of the current versions, one table per search parameter kind. The primary key
+-- starts with the resource (rows are replaced per resource); the second index serves searches.
 CREATE TABLE idx_token (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
-                        system TEXT NOT NULL, code TEXT NOT NULL);
+                        system TEXT NOT NULL, code TEXT NOT NULL,
+                        PRIMARY KEY (res_type, res_id, param, system, code)) WITHOUT ROWID;
 CREATE INDEX idx_token_find ON idx_token (res_type, param, code, system);
-CREATE INDEX idx_token_res ON idx_token (res_type, res_id);
 
 CREATE TABLE idx_string (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
-                         value TEXT NOT NULL);
+                         value TEXT NOT NULL,
+                         PRIMARY KEY (res_type, res_id, param, value)) WITHOUT ROWID;
 CREATE INDEX idx_string_find ON idx_string (res_type, param, value);
-CREATE INDEX idx_string_res ON idx_string (res_type, res_id);
 
 CREATE TABLE idx_date (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
-                       lo INTEGER NOT NULL, hi INTEGER NOT NULL);
+                       lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+                       PRIMARY KEY (res_type, res_id, param, lo, hi)) WITHOUT ROWID;
 CREATE INDEX idx_date_find ON idx_date (res_type, param, lo, hi);
-CREATE INDEX idx_date_res ON idx_date (res_type, res_id);
 
 CREATE TABLE idx_reference (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
-                            target TEXT NOT NULL);
+                            target TEXT NOT NULL,
+                            PRIMARY KEY (res_type, res_id, param, target)) WITHOUT ROWID;
 CREATE INDEX idx_reference_find ON idx_reference (res_type, param, target);
-CREATE INDEX idx_reference_res ON idx_reference (res_type, res_id);
 
 CREATE TABLE idx_number (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
-                         value REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL);
+                         value REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+                         PRIMARY KEY (res_type, res_id, param, value, system, code)) WITHOUT ROWID;
 CREATE INDEX idx_number_find ON idx_number (res_type, param, value);
-CREATE INDEX idx_number_res ON idx_number (res_type, res_id);

@@ -55,12 +55,38 @@ pub enum Outcome {
     Rejected,
 }
 
+/// Search index rows computed before the write reaches the database, in the requester's task,
+/// so that SQLite's single writer spends its time on SQL only.
+#[derive(Debug)]
+pub enum Prepared {
+    Nothing,
+    Rows(IndexRows),
+    /// One per member of a submission, in order.
+    Members(Vec<IndexRows>),
+}
+
+/// Index rows for every op whose resource is final. Ops of a transaction with fullUrls may
+/// have references rewritten inside the database transaction, so they are indexed there.
+pub fn prepare(index: &SearchIndex, ops: &[Op]) -> Vec<Prepared> {
+    let rewrites = ops.iter().any(|op| matches!(op, Op::Create { full_url: Some(_), .. } | Op::Update { full_url: Some(_), .. }));
+    ops.iter()
+        .map(|op| match op {
+            Op::Create { res_type, resource, .. } | Op::Update { res_type, resource, .. } if !rewrites => {
+                Prepared::Rows(index.index(res_type, resource))
+            }
+            Op::Submit(sub) => Prepared::Members(sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect()),
+            _ => Prepared::Nothing,
+        })
+        .collect()
+}
+
 /// Apply all `ops` in order on `conn`, which is inside a transaction the caller commits.
 pub async fn apply(
     conn: &mut AnyConnection,
     engine: Engine,
     index: &SearchIndex,
     mut ops: Vec<Op>,
+    prepared: Vec<Prepared>,
 ) -> Result<Vec<Outcome>, StoreError> {
     // Conditional creates first: their matches decide where references in the other entries point.
     let mut existing: HashMap<usize, StoredResource> = HashMap::new();
@@ -81,17 +107,23 @@ pub async fn apply(
     }
     let now = now_micros();
     let mut outcomes = Vec::with_capacity(ops.len());
+    let mut prepared = prepared.into_iter();
     for (n, op) in ops.into_iter().enumerate() {
+        let (rows, members) = match prepared.next() {
+            Some(Prepared::Rows(rows)) => (Some(rows), None),
+            Some(Prepared::Members(members)) => (None, Some(members)),
+            _ => (None, None),
+        };
         let outcome = match op {
             Op::Create { res_type, id, resource, .. } => match existing.remove(&n) {
                 Some(found) => Outcome::Existing(found),
-                None => Outcome::Created(create(conn, index, res_type, id, resource, now).await?),
+                None => Outcome::Created(create(conn, index, res_type, id, resource, rows, now).await?),
             },
             Op::Update { res_type, id, resource, if_match, .. } => {
-                update(conn, engine, index, res_type, id, resource, if_match, now).await?
+                update(conn, engine, index, res_type, id, resource, if_match, rows, now).await?
             }
             Op::Delete { res_type, id } => delete(conn, engine, &res_type, &id, now).await?,
-            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, now).await?),
+            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, members, now).await?),
             Op::Withdraw { key, id, institution, receipt } => {
                 Outcome::Withdrawn(units::withdraw(conn, engine, &key, &id, &institution, &receipt, now).await?)
             }
@@ -199,9 +231,10 @@ pub(super) async fn create(
     res_type: String,
     id: String,
     mut resource: Value,
+    rows: Option<IndexRows>,
     now: i64,
 ) -> Result<StoredResource, StoreError> {
-    let rows = index.index(&res_type, &resource);
+    let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     stamp_meta(&mut resource, 1, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
     let inserted = sqlx::query(
@@ -233,6 +266,7 @@ pub(super) async fn update(
     id: String,
     mut resource: Value,
     if_match: Option<i64>,
+    rows: Option<IndexRows>,
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let current = current_version(conn, engine, &res_type, &id).await?;
@@ -246,9 +280,9 @@ pub(super) async fn update(
         }
     }
     let Some((version, _)) = current else {
-        return Ok(Outcome::Created(create(conn, index, res_type, id, resource, now).await?));
+        return Ok(Outcome::Created(create(conn, index, res_type, id, resource, rows, now).await?));
     };
-    let rows = index.index(&res_type, &resource);
+    let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     let version = version + 1;
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
@@ -371,13 +405,20 @@ async fn insert_index_many(conn: &mut AnyConnection, resources: &[(&str, &str, &
         }
     }
     for (table, width, args) in &tables {
-        insert_rows(conn, &format!("INSERT INTO {table} VALUES "), *width, args).await?;
+        // The same value twice in one resource (two identical codings) is one index row.
+        insert_rows(conn, &format!("INSERT INTO {table} VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
     }
     Ok(())
 }
 
 /// Run `prefix (...),(...)` over `args`, `width` values a row, in chunks SQLite accepts.
-pub(super) async fn insert_rows(conn: &mut AnyConnection, prefix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
+pub(super) async fn insert_rows(
+    conn: &mut AnyConnection,
+    prefix: &str,
+    suffix: &str,
+    width: usize,
+    args: &[SqlArg],
+) -> Result<(), StoreError> {
     const ROWS_PER_STATEMENT: usize = 400;
     for chunk in args.chunks(width * ROWS_PER_STATEMENT) {
         let mut sql = String::with_capacity(prefix.len() + chunk.len() * 6);
@@ -392,6 +433,7 @@ pub(super) async fn insert_rows(conn: &mut AnyConnection, prefix: &str, width: u
             }
             sql.push(')');
         }
+        sql.push_str(suffix);
         bind_all(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
     }
     Ok(())
@@ -399,16 +441,19 @@ pub(super) async fn insert_rows(conn: &mut AnyConnection, prefix: &str, width: u
 
 /// Create several new resources (ids assigned by the caller) with few statements: the bulk
 /// path of a submission unit.
-pub(super) async fn create_many(
+pub(crate) async fn create_many(
     conn: &mut AnyConnection,
     index: &SearchIndex,
     resources: Vec<(String, String, Value)>,
+    prepared: Option<Vec<IndexRows>>,
     now: i64,
-) -> Result<(), StoreError> {
-    let mut rows = Vec::with_capacity(resources.len());
+) -> Result<Vec<StoredResource>, StoreError> {
+    let rows = match prepared {
+        Some(rows) => rows,
+        None => resources.iter().map(|(t, _, r)| index.index(t, r)).collect(),
+    };
     let mut args = Vec::with_capacity(resources.len() * 6);
     for (res_type, id, mut resource) in resources {
-        rows.push(index.index(&res_type, &resource));
         stamp_meta(&mut resource, 1, now);
         let body = serde_json::to_string(&resource).expect("JSON values serialize");
         args.extend([SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(1), SqlArg::Int(now), SqlArg::Int(0), SqlArg::Text(body)]);
@@ -416,6 +461,7 @@ pub(super) async fn create_many(
     let inserted = insert_rows(
         conn,
         "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body) VALUES ",
+        "",
         6,
         &args,
     )
@@ -434,7 +480,16 @@ pub(super) async fn create_many(
             _ => unreachable!("type and id are text"),
         })
         .collect();
-    insert_index_many(conn, &keys).await
+    insert_index_many(conn, &keys).await?;
+    Ok(args
+        .chunks_exact(6)
+        .map(|a| match (&a[0], &a[1], &a[5]) {
+            (SqlArg::Text(t), SqlArg::Text(i), SqlArg::Text(b)) => {
+                StoredResource { res_type: t.clone(), id: i.clone(), version: 1, last_updated: now, deleted: false, body: b.clone() }
+            }
+            _ => unreachable!("type, id and body are text"),
+        })
+        .collect())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -136,18 +136,19 @@ impl Store {
 
     /// Apply `ops` atomically: either every op takes effect or none does.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        let prepared = apply::prepare(&self.inner.index, &ops);
         match &self.inner.writer {
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
                 writer
-                    .send(sqlite_writer::Job { ops, reply })
+                    .send(sqlite_writer::Job { ops, prepared, reply })
                     .await
                     .map_err(|_| StoreError::WriterGone)?;
                 answer.await.map_err(|_| StoreError::WriterGone)?
             }
             None => {
                 let mut tx = self.inner.pool.begin().await?;
-                let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops).await?;
+                let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops, prepared).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
@@ -276,10 +277,14 @@ impl Store {
 }
 
 /// WAL lets readers run beside the writer; FULL makes each commit durable before it is
-/// acknowledged (group commit in the writer keeps that affordable).
+/// acknowledged (group commit in the writer keeps that affordable). A large page cache and
+/// in-memory statement journals keep big batches from spilling to disk mid-transaction.
 const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA mmap_size = 268435456",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA foreign_keys = ON",
 ];

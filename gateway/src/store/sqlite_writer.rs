@@ -5,7 +5,10 @@ use std::sync::Arc;
 use sqlx::{AnyConnection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, Op, Outcome, StoreError, apply::apply};
+use super::{
+    Engine, Op, Outcome, StoreError,
+    apply::{Prepared, apply},
+};
 use crate::search::SearchIndex;
 
 /// Requests committed together at most; bounds the latency one batch adds.
@@ -13,6 +16,7 @@ const MAX_BATCH: usize = 256;
 
 pub struct Job {
     pub ops: Vec<Op>,
+    pub prepared: Vec<Prepared>,
     pub reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
@@ -33,6 +37,41 @@ async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::
     }
 }
 
+/// The common case under load: every job is one plain create (server-assigned id, no
+/// condition). Those cannot conflict with each other, so they are written with a few multi-row
+/// statements instead of several statements each. `None` (after rolling back) when the batch is
+/// not of that shape or the combined write failed: the caller then takes the careful path.
+async fn plain_creates_together(
+    conn: &mut AnyConnection,
+    index: &SearchIndex,
+    batch: &mut [Job],
+) -> Option<Vec<Result<Vec<Outcome>, StoreError>>> {
+    let mut resources = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        match (&job.ops[..], &job.prepared[..]) {
+            ([Op::Create { res_type, id, resource, if_none_exist: None, full_url: None }], [Prepared::Rows(r)]) => {
+                resources.push((res_type.clone(), id.clone(), resource.clone()));
+                rows.push(r.clone());
+            }
+            _ => return None,
+        }
+    }
+    let stored = super::apply::create_many(conn, index, resources, Some(rows), super::now_micros()).await;
+    match stored {
+        Ok(stored) if conn.execute("COMMIT").await.is_ok() => {
+            Some(stored.into_iter().map(|s| Ok(vec![Outcome::Created(s)])).collect())
+        }
+        _ => {
+            let _ = conn.execute("ROLLBACK").await;
+            match conn.execute("BEGIN IMMEDIATE").await {
+                Ok(_) => None,
+                Err(e) => Some(batch.iter().map(|_| Err(StoreError::Unavailable(format!("write not committed: {e}")))).collect()),
+            }
+        }
+    }
+}
+
 /// Apply every job in its own savepoint inside one transaction; on a failed commit every job
 /// fails, so no caller is told "stored" for something that is not.
 async fn commit_batch(
@@ -46,14 +85,32 @@ async fn commit_batch(
     if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
         return fail_all(&e, batch.len());
     }
+    if batch.len() > 1 {
+        if let Some(results) = plain_creates_together(conn, index, batch).await {
+            return results;
+        }
+    }
+    // A lone job needs no savepoint: its failure rolls the whole transaction back.
+    if let [job] = batch {
+        let result = apply(conn, Engine::Sqlite, index, std::mem::take(&mut job.ops), std::mem::take(&mut job.prepared)).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        return match conn.execute(end).await {
+            Ok(_) => vec![result],
+            Err(e) => {
+                let _ = conn.execute("ROLLBACK").await;
+                fail_all(&e, 1)
+            }
+        };
+    }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
         let ops = std::mem::take(&mut job.ops);
+        let prepared = std::mem::take(&mut job.prepared);
         if let Err(e) = conn.execute("SAVEPOINT job").await {
             results.push(Err(e.into()));
             continue;
         }
-        let result = apply(conn, Engine::Sqlite, index, ops).await;
+        let result = apply(conn, Engine::Sqlite, index, ops, prepared).await;
         let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         match conn.execute(end).await {
             Ok(_) => results.push(result),

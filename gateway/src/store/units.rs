@@ -8,7 +8,7 @@ use super::{
     apply::{self, lock_key},
 };
 use crate::{
-    search::{SearchIndex, SqlArg},
+    search::{IndexRows, SearchIndex, SqlArg},
     submission::{Submission, UnitKey, receipt},
 };
 
@@ -72,6 +72,7 @@ pub async fn submit(
     engine: Engine,
     index: &SearchIndex,
     sub: Submission,
+    member_rows: Option<Vec<IndexRows>>,
     now: i64,
 ) -> Result<Submitted, StoreError> {
     lock_unit(conn, engine, &sub.unit).await?;
@@ -96,7 +97,7 @@ pub async fn submit(
 
     write_patient(conn, engine, index, &sub, now).await?;
     let resources = sub.members.iter().map(|m| (m.res_type.clone(), m.id.clone(), m.resource.clone())).collect();
-    apply::create_many(conn, index, resources, now).await?;
+    apply::create_many(conn, index, resources, member_rows, now).await?;
     sqlx::query(
         "INSERT INTO submission_unit (patient_key, bundle_system, bundle_value, submission_id, content_hash, institution)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,6 +123,7 @@ pub async fn submit(
     apply::insert_rows(
         conn,
         "INSERT INTO unit_member (patient_key, bundle_system, bundle_value, res_type, res_id, item_kind, flags) VALUES ",
+        "",
         7,
         &member_args,
     )
@@ -170,7 +172,7 @@ async fn write_patient(conn: &mut AnyConnection, engine: Engine, index: &SearchI
             return Ok(());
         }
     }
-    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, now).await?;
+    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, None, now).await?;
     Ok(())
 }
 
