@@ -108,7 +108,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let t = Arc::new(MappingTable::parse_csv(&std::fs::read_to_string(&path).unwrap(), &CheckOptions::default()).unwrap());
             let m = Mapper::new(std::slice::from_ref(&t), snap.systems());
-            let cm = t.to_compiled_concept_map();
+            let cm = t.compiled_concept_map();
             black_box((m, cm))
         })
     });

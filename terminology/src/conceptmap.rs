@@ -96,6 +96,66 @@ pub struct Group {
     /// source code -> (source display, targets)
     pub elements: FastMap<Box<str>, (Option<String>, Vec<Target>)>,
     pub unmapped: Option<Unmapped>,
+    /// A group backed by a mapping table: rows are looked up in the table (no copy of the rows).
+    pub table: Option<TableGroup>,
+}
+
+/// Row indices of one source code in a table-backed group.
+#[derive(Debug, Clone)]
+pub enum RowRefs {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl RowRefs {
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            RowRefs::One(r) => std::slice::from_ref(r),
+            RowRefs::Many(v) => v,
+        }
+    }
+}
+
+/// A mapping table as a ConceptMap group.
+#[derive(Debug, Clone)]
+pub struct TableGroup {
+    pub table: std::sync::Arc<crate::table::MappingTable>,
+    pub index: FastMap<Box<str>, RowRefs>,
+}
+
+impl TableGroup {
+    pub fn new(table: std::sync::Arc<crate::table::MappingTable>) -> TableGroup {
+        let mut index: FastMap<Box<str>, RowRefs> = FastMap::default();
+        index.reserve(table.rows.len());
+        for (i, r) in table.rows.iter().enumerate() {
+            match index.get_mut(r.source_code.as_str()) {
+                Some(e) => {
+                    let mut v = e.as_slice().to_vec();
+                    v.push(i as u32);
+                    *e = RowRefs::Many(v.into_boxed_slice());
+                }
+                None => {
+                    index.insert(r.source_code.as_str().into(), RowRefs::One(i as u32));
+                }
+            }
+        }
+        TableGroup { table, index }
+    }
+
+    /// Targets of a source code, as [`Target`]s.
+    pub fn targets(&self, code: &str) -> Option<Vec<Target>> {
+        let refs = self.index.get(code)?;
+        let ne = |s: &String| (!s.is_empty()).then(|| s.clone());
+        Some(
+            refs.as_slice()
+                .iter()
+                .map(|&i| {
+                    let r = &self.table.rows[i as usize];
+                    Target { code: ne(&r.target_code), display: ne(&r.target_display), equivalence: r.equivalence, comment: ne(&r.comment) }
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A compiled ConceptMap.

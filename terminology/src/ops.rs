@@ -454,6 +454,13 @@ impl Snapshot {
                         out.push(match_value(invert(t.equivalence), g.source.as_deref(), g.source_version.as_deref(), scode, sdisp.as_deref(), &source, t.comment.as_deref()));
                     }
                 }
+                if let Some(tg) = &g.table {
+                    for r in tg.table.rows.iter().filter(|r| r.target_code == code) {
+                        let disp = (!r.source_display.is_empty()).then_some(r.source_display.as_str());
+                        let comment = (!r.comment.is_empty()).then_some(r.comment.as_str());
+                        out.push(match_value(invert(r.equivalence), g.source.as_deref(), None, &r.source_code, disp, &source, comment));
+                    }
+                }
                 continue;
             }
             if !g.source.as_deref().is_none_or(|s| self.systems.same(s, system)) {
@@ -469,8 +476,13 @@ impl Snapshot {
                     continue;
                 }
             }
-            match g.elements.get(code) {
-                Some((_, targets)) if !targets.is_empty() => {
+            let from_table = g.table.as_ref().and_then(|tg| tg.targets(code));
+            let found = match &from_table {
+                Some(t) => Some(t),
+                None => g.elements.get(code).map(|(_, t)| t),
+            };
+            match found {
+                Some(targets) if !targets.is_empty() => {
                     for t in targets {
                         match &t.code {
                             Some(tc) => out.push(match_value(t.equivalence, g.target.as_deref(), g.target_version.as_deref(), tc, t.display.as_deref(), &source, t.comment.as_deref())),

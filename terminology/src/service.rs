@@ -164,7 +164,7 @@ impl Snapshot {
     /// `all_versions`, with the `active` ones as the default (unversioned) version of their URL.
     pub fn install_tables(&mut self, all_versions: &[Arc<MappingTable>], active: &[Arc<MappingTable>]) {
         for t in all_versions.iter().chain(active.iter()) {
-            self.add_concept_map(Arc::new(t.to_compiled_concept_map()));
+            self.add_concept_map(Arc::new(t.compiled_concept_map()));
         }
     }
 

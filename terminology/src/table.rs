@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::FastMap;
-use crate::conceptmap::{ConceptMap, Equivalence, Group, Target};
+use crate::conceptmap::{ConceptMap, Equivalence, Group, TableGroup};
 
 /// Base of the canonical URL of a table's ConceptMap (`<base><name>`), unless the header gives `url`.
 pub const CONCEPT_MAP_BASE: &str = "http://jpfhir.jp/fhir/gateway/ConceptMap/";
@@ -627,20 +627,10 @@ impl MappingTable {
         }
     }
 
-    /// The table as a compiled ConceptMap (for `$translate`), without going through JSON.
-    pub fn to_compiled_concept_map(&self) -> ConceptMap {
-        let mut g = Group { source: Some(self.meta.source_system.clone()), target: Some(self.meta.target_system.clone()), ..Default::default() };
-        g.elements.reserve(self.rows.len());
-        for r in &self.rows {
-            let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
-            let t = Target { code: nonempty(&r.target_code), display: nonempty(&r.target_display), equivalence: r.equivalence, comment: nonempty(&r.comment) };
-            match g.elements.get_mut(r.source_code.as_str()) {
-                Some(e) => e.1.push(t),
-                None => {
-                    g.elements.insert(r.source_code.as_str().into(), (nonempty(&r.source_display), vec![t]));
-                }
-            }
-        }
+    /// The table as a compiled ConceptMap (for `$translate`): a table-backed group that indexes
+    /// the rows without copying them.
+    pub fn compiled_concept_map(self: &std::sync::Arc<Self>) -> ConceptMap {
+        let g = Group { source: Some(self.meta.source_system.clone()), target: Some(self.meta.target_system.clone()), table: Some(TableGroup::new(self.clone())), ..Default::default() };
         ConceptMap { url: self.url(), version: Some(self.meta.version.clone()), name: Some(self.meta.name.clone()), source_scope: None, target_scope: None, groups: vec![g], origin: format!("mapping table {}", self.canonical()) }
     }
 }
