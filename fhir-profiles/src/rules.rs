@@ -110,7 +110,7 @@ impl GatewayRules {
     pub fn load(dir: &Path, store: &PackageStore) -> Result<GatewayRules, LoadError> {
         let mut rules = GatewayRules::default();
         if !dir.is_dir() {
-            return Ok(rules);
+            return Err(LoadError::Package { path: dir.to_path_buf(), message: "gateway definitions directory not found".into() });
         }
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?

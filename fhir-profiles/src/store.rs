@@ -362,8 +362,16 @@ impl PackageStore {
     /// Load every package found in `dirs` (each a `.tgz`, an unpacked package directory, or a
     /// directory holding such packages and/or loose resource JSON files), build the index and the
     /// FHIRPath model, and load the gateway rules from `fhir-profiles/definitions/`.
+    ///
+    /// The definitions directory is the one of this crate's source tree (compile-time path); when it
+    /// does not exist (a deployed binary) this is an error rather than a silent loss of the gateway
+    /// rules: use [`load_with_rules`](Self::load_with_rules) with the configured directory.
     pub fn load(dirs: &[PathBuf]) -> Result<Arc<PackageStore>, LoadError> {
-        Self::load_with_rules(dirs, Some(&crate::rules::default_definitions_dir()))
+        let defs = crate::rules::default_definitions_dir();
+        if !defs.is_dir() {
+            return Err(LoadError::Package { path: defs, message: "the gateway definitions directory does not exist; use PackageStore::load_with_rules with its location".into() });
+        }
+        Self::load_with_rules(dirs, Some(&defs))
     }
 
     /// Like [`load`](Self::load), with an explicit definitions directory (`None`: no gateway rules).
