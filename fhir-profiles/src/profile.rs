@@ -61,6 +61,8 @@ pub struct CElement {
     pub is_modifier: bool,
     /// Discriminator targets of this slice (computed on first use).
     pub(crate) disc_cache: OnceLock<Vec<crate::validator::DiscCache>>,
+    /// For a sliced element: slices indexed by the string value of the first discriminator.
+    pub(crate) slice_index: OnceLock<Option<crate::validator::SliceIndex>>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +365,7 @@ impl PackageStore {
                 constraints,
                 is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
                 disc_cache: OnceLock::new(),
+                slice_index: OnceLock::new(),
             };
             by_id.insert(id, i as u32);
             by_path.entry(path).or_insert(i as u32);

@@ -1362,10 +1362,33 @@ impl<'a> Ctx<'a> {
             if let (Some(v), Some(discs)) = (m, discs.as_deref()) {
                 // the instance values at each discriminator path, once per item
                 let actuals: Vec<Vec<&'a Value>> = discs.iter().map(|d| self.instance_at(v, &d.path, key)).collect();
-                for (si, &s) in slices.iter().enumerate() {
-                    if self.slice_matches(prof, ci, s, key, path, discs, &actuals) {
-                        matched = Some(si);
-                        break;
+                let index = prof.elements[ci as usize].slice_index.get_or_init(|| self.build_slice_index(prof, &slices, discs));
+                match index {
+                    Some(idx) => {
+                        let mut cands: Vec<u32> = idx.wildcard.clone();
+                        for a in &actuals[0] {
+                            if let Some(s) = a.as_str() {
+                                if let Some(l) = idx.by_value.get(s) {
+                                    cands.extend_from_slice(l);
+                                }
+                            }
+                        }
+                        cands.sort_unstable();
+                        cands.dedup();
+                        for si in cands {
+                            if self.slice_matches(prof, ci, slices[si as usize], key, path, discs, &actuals) {
+                                matched = Some(si as usize);
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        for (si, &s) in slices.iter().enumerate() {
+                            if self.slice_matches(prof, ci, s, key, path, discs, &actuals) {
+                                matched = Some(si);
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -1434,6 +1457,25 @@ impl<'a> Ctx<'a> {
             }
             DiscriminatorType::Exists => DiscCache::Exists(self.slice_element_at(prof, si, &d.path).map(|(tp, tei)| (tp.elements[tei as usize].min, tp.elements[tei as usize].max))),
         }
+    }
+
+    /// Index the slices by the string value of the first discriminator (when it is a value or
+    /// pattern discriminator); `None` when that does not apply.
+    fn build_slice_index(&self, prof: &Arc<CompiledProfile>, slices: &[u32], discs: &[crate::profile::Discriminator]) -> Option<SliceIndex> {
+        let d0 = discs.first()?;
+        if !matches!(d0.kind, DiscriminatorType::Value | DiscriminatorType::Pattern) || slices.len() < 4 {
+            return None;
+        }
+        let mut idx = SliceIndex::default();
+        for (pos, &s) in slices.iter().enumerate() {
+            let se = &prof.elements[s as usize];
+            let cache = se.disc_cache.get_or_init(|| discs.iter().map(|d| self.compute_disc(prof, s, d)).collect());
+            match cache.first() {
+                Some(DiscCache::Value(Some((Value::String(x), _)))) => idx.by_value.entry(x.clone()).or_default().push(pos as u32),
+                _ => idx.wildcard.push(pos as u32),
+            }
+        }
+        Some(idx)
     }
 
     /// The discriminators of a sliced element (defaults for extensions and choices).
@@ -1649,6 +1691,14 @@ impl<'a> Ctx<'a> {
         }
         None
     }
+}
+
+/// Slices of an element indexed by the (string) value their first discriminator requires; slices
+/// that do not fix it are `wildcard`. Positions are indexes into `CElement::slices`.
+#[derive(Debug, Default)]
+pub(crate) struct SliceIndex {
+    by_value: HashMap<String, Vec<u32>, FxBuild>,
+    wildcard: Vec<u32>,
 }
 
 /// Per-slice discriminator targets, computed once.
