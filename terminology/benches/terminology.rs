@@ -23,7 +23,7 @@ fn root() -> PathBuf {
 
 fn setup() -> (Arc<TerminologyService>, Arc<Mapper>) {
     let pk = root().join("../shared/fhir-packages");
-    let store = fhir_profiles::PackageStore::load_with_rules(&[pk.clone()], None).unwrap();
+    let store = fhir_profiles::PackageStore::load_with_rules(std::slice::from_ref(&pk), None).unwrap();
     let svc = TerminologyService::load(Some(store), &[pk], &[root().join("../shared/terminology")]).unwrap();
     let tables = load_tables_dir(&root().join("mapping-tables"), &CheckOptions::default()).unwrap();
     let mut reg = TableRegistry::new();

@@ -168,12 +168,11 @@ impl CodeSystem {
             out.index.entry(key.into_boxed_str()).or_insert(i as u32);
         }
         for (child, parent_code) in parent_links {
-            if let Some(p) = out.find(&parent_code) {
-                if !out.concepts[child as usize].parents.contains(&p) {
+            if let Some(p) = out.find(&parent_code)
+                && !out.concepts[child as usize].parents.contains(&p) {
                     out.concepts[child as usize].parents.push(p);
                     out.concepts[p as usize].children.push(child);
                 }
-            }
         }
         out
     }

@@ -180,11 +180,10 @@ impl Mapper {
     pub fn lookup(&self, system: &str, code: &str, institution: &str) -> Option<Option<&Targets>> {
         let &i = self.by_system.get(system)?;
         let e = &self.entries[i as usize];
-        if !e.by_institution.is_empty() {
-            if let Some(t) = e.by_institution.get(institution).and_then(|m| m.get(code)) {
+        if !e.by_institution.is_empty()
+            && let Some(t) = e.by_institution.get(institution).and_then(|m| m.get(code)) {
                 return Some(Some(t));
             }
-        }
         Some(e.global.get(code))
     }
 
@@ -252,12 +251,11 @@ impl Mapper {
                     }
                     return;
                 }
-                if let (Some(Value::String(_)), Some(Value::String(_))) = (obj.get("system"), obj.get("code")) {
-                    if !obj.contains_key("value") {
+                if let (Some(Value::String(_)), Some(Value::String(_))) = (obj.get("system"), obj.get("code"))
+                    && !obj.contains_key("value") {
                         self.map_bare(obj, inst, report);
                         return;
                     }
-                }
                 for (_, child) in obj.iter_mut() {
                     if child.is_object() || child.is_array() {
                         self.walk(child, inst, report);

@@ -201,11 +201,10 @@ impl Snapshot {
             Some(c) => {
                 p.add("result", "valueBoolean", json!(true));
                 let mut msgs = Vec::new();
-                if let Some(d) = display {
-                    if !cs.display_ok(c, d) {
+                if let Some(d) = display
+                    && !cs.display_ok(c, d) {
                         msgs.push(format!("Wrong display '{d}' for {system}#{code}: should be '{}'", c.display.as_deref().unwrap_or("")));
                     }
-                }
                 if c.is_inactive() {
                     msgs.push(format!("The concept {system}#{code} is inactive ({})", c.status().unwrap_or("inactive")));
                 }
@@ -282,13 +281,11 @@ impl Snapshot {
                     None => code.to_string(),
                 };
                 let mut msg = format!("The code '{shown}' is not in the value set {}", vs.url);
-                if let Some(s) = system {
-                    if let CsRef::Found(cs) = self.code_system(s, None) {
-                        if cs.content.is_complete() && cs.find(code).is_none() {
+                if let Some(s) = system
+                    && let CsRef::Found(cs) = self.code_system(s, None)
+                        && cs.content.is_complete() && cs.find(code).is_none() {
                             msg = format!("Unknown code '{code}' in the code system {}; {msg}", cs.canonical());
                         }
-                    }
-                }
                 p.add("message", "valueString", Value::String(msg));
             }
             Check::Unknown(reason) => {
@@ -444,11 +441,10 @@ impl Snapshot {
                 if !g.target.as_deref().is_some_and(|t| self.systems.same(t, system)) {
                     continue;
                 }
-                if let Some(ts) = &req.target_system {
-                    if !g.source.as_deref().is_some_and(|s| self.systems.same(s, ts)) {
+                if let Some(ts) = &req.target_system
+                    && !g.source.as_deref().is_some_and(|s| self.systems.same(s, ts)) {
                         continue;
                     }
-                }
                 for (scode, (sdisp, targets)) in &g.elements {
                     for t in targets.iter().filter(|t| t.code.as_deref() == Some(code)) {
                         out.push(match_value(invert(t.equivalence), g.source.as_deref(), g.source_version.as_deref(), scode, sdisp.as_deref(), &source, t.comment.as_deref()));
@@ -466,16 +462,14 @@ impl Snapshot {
             if !g.source.as_deref().is_none_or(|s| self.systems.same(s, system)) {
                 continue;
             }
-            if let Some(ts) = &req.target_system {
-                if !g.target.as_deref().is_some_and(|t| self.systems.same(t, ts)) {
+            if let Some(ts) = &req.target_system
+                && !g.target.as_deref().is_some_and(|t| self.systems.same(t, ts)) {
                     continue;
                 }
-            }
-            if let (Some(want), Some(have)) = (&req.version, &g.source_version) {
-                if want != have {
+            if let (Some(want), Some(have)) = (&req.version, &g.source_version)
+                && want != have {
                     continue;
                 }
-            }
             let from_table = g.table.as_ref().and_then(|tg| tg.targets(code));
             let found = match &from_table {
                 Some(t) => Some(t),

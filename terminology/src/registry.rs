@@ -112,14 +112,13 @@ impl TableRegistry {
         let version = table.meta.version.clone();
         let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let current = self.version_active_at(&name, &today).or_else(|| self.tables.get(&name).and_then(|h| h.versions.last().cloned()));
-        if let Some(h) = self.tables.get(&name) {
-            if let Some(existing) = h.versions.iter().find(|v| v.meta.version == version) {
+        if let Some(h) = self.tables.get(&name)
+            && let Some(existing) = h.versions.iter().find(|v| v.meta.version == version) {
                 if existing.meta == table.meta && existing.rows.iter().zip(&table.rows).all(|(a, b)| a.source_code == b.source_code && a.target_code == b.target_code && a.equivalence == b.equivalence && a.comment == b.comment && a.source_display == b.source_display && a.target_display == b.target_display) && existing.rows.len() == table.rows.len() {
                     return Ok(UploadOutcome { name, version, new: false, compared_with: None, diff: None });
                 }
                 return Err(RegistryError::VersionExists(name, version));
             }
-        }
         let d = current.as_ref().map(|c| diff(c, &table));
         let detail = match &d {
             Some(d) => format!("{} rows; vs {}: +{} -{} ~{}", table.rows.len(), current.as_ref().unwrap().meta.version, d.added.len(), d.removed.len(), d.changed.len()),

@@ -245,11 +245,10 @@ impl Snapshot {
     /// Resolve a code system (any alias of its URI; `version` exact or prefix `1` -> `1.2`).
     pub fn code_system(&self, system: &str, version: Option<&str>) -> CsRef {
         let canon = self.systems.canonical(system);
-        if let Some(list) = self.code_systems.get(canon) {
-            if let Some(cs) = pick_version(list, version, |c| c.version.as_deref()) {
+        if let Some(list) = self.code_systems.get(canon)
+            && let Some(cs) = pick_version(list, version, |c| c.version.as_deref()) {
                 return CsRef::Found(cs.clone());
             }
-        }
         if let Some(store) = &self.store {
             for alias in self.systems.aliases_of(system) {
                 if self.systems.ignored_package_definition(&alias).is_some() {
@@ -292,11 +291,10 @@ impl Snapshot {
     /// The ValueSet resource for a canonical (`url` or `url|version`).
     pub fn value_set_resource(&self, canonical: &str) -> Option<Arc<Value>> {
         let (url, version) = split_canonical(canonical);
-        if let Some(list) = self.value_sets.get(url) {
-            if let Some(v) = pick_version(list, version, |v| v.get("version").and_then(Value::as_str)) {
+        if let Some(list) = self.value_sets.get(url)
+            && let Some(v) = pick_version(list, version, |v| v.get("version").and_then(Value::as_str)) {
                 return Some(v.clone());
             }
-        }
         let store = self.store.as_ref()?;
         store.resolve(canonical).filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("ValueSet"))
     }

@@ -61,11 +61,10 @@ impl Systems {
         let pref = existing.first().cloned().unwrap_or_else(|| uris[0].to_string());
         let mut members: Vec<String> = self.groups.remove(&pref).unwrap_or_else(|| vec![pref.clone()]);
         for e in &existing {
-            if e != &pref {
-                if let Some(m) = self.groups.remove(e) {
+            if e != &pref
+                && let Some(m) = self.groups.remove(e) {
                     members.extend(m);
                 }
-            }
         }
         members.extend(uris.iter().map(|u| u.to_string()));
         let mut seen = HashSet::new();
@@ -75,11 +74,10 @@ impl Systems {
         }
         // external names follow the group's preferred URI
         for m in &members {
-            if m != &pref {
-                if let Some(n) = self.external.remove(m) {
+            if m != &pref
+                && let Some(n) = self.external.remove(m) {
                     self.external.entry(pref.clone()).or_insert(n);
                 }
-            }
         }
         self.groups.insert(pref, members);
     }
@@ -106,12 +104,11 @@ impl Systems {
         if uris.len() < 2 {
             return;
         }
-        if let Some(p) = preferred {
-            if !uris.iter().any(|u| self.preferred.contains_key(u)) {
+        if let Some(p) = preferred
+            && !uris.iter().any(|u| self.preferred.contains_key(u)) {
                 uris.retain(|u| u != &p);
                 uris.insert(0, p);
             }
-        }
         let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
         self.add_group(&refs);
     }

@@ -277,8 +277,8 @@ impl MappingTable {
                 continue;
             }
             if let Some(rest) = line.strip_prefix('#') {
-                if !header_seen {
-                    if let Some((k, v)) = rest.split_once(':') {
+                if !header_seen
+                    && let Some((k, v)) = rest.split_once(':') {
                         let key = norm_key(k);
                         let known = ["name", "version", "effective-date", "source-system", "target-system", "publisher", "description", "institution", "url"];
                         if !known.contains(&key.as_str()) {
@@ -289,7 +289,6 @@ impl MappingTable {
                             meta_fields.insert(key, (line_no, v.trim().to_string()));
                         }
                     }
-                }
                 continue;
             }
             if !header_seen {
@@ -378,27 +377,24 @@ impl MappingTable {
         if !m.effective_date.is_empty() && !valid_date(&m.effective_date) {
             col.push(line_of("effective-date"), None, Some("effective-date"), format!("effective date '{}' is not a valid YYYY-MM-DD date", m.effective_date));
         }
-        if let Some(i) = &m.institution {
-            if !valid_institution(i) {
+        if let Some(i) = &m.institution
+            && !valid_institution(i) {
                 col.push(line_of("institution"), None, Some("institution"), format!("institution '{i}' is not a 10-digit medical institution code ([0-4][0-9][1-3][0-9]{{7}})"));
             }
-        }
-        if let Some(u) = &m.url {
-            if !is_absolute_uri(u) {
+        if let Some(u) = &m.url
+            && !is_absolute_uri(u) {
                 col.push(line_of("url"), None, Some("url"), format!("url '{u}' is not an absolute URI"));
             }
-        }
         for (key, sys) in [("source-system", &m.source_system), ("target-system", &m.target_system)] {
             if sys.is_empty() {
                 continue;
             }
             if !is_absolute_uri(sys) {
                 col.push(line_of(key), None, Some(key), format!("{key} '{sys}' is not an absolute URI"));
-            } else if let Some(known) = opts.known_system {
-                if !known(sys) {
+            } else if let Some(known) = opts.known_system
+                && !known(sys) {
                     col.push(line_of(key), None, Some(key), format!("unknown code system '{sys}' in {key}"));
                 }
-            }
         }
         if !m.source_system.is_empty() && m.source_system == m.target_system {
             col.push(line_of("target-system"), None, Some("target-system"), "source and target systems are the same".into());

@@ -446,7 +446,7 @@ fn apply_filter(cs: &CodeSystem, prop: &str, op: &str, val: &str) -> Result<Vec<
                 sel[i] = match op {
                     "=" => values.iter().any(|v| v == val),
                     "regex" => values.iter().any(|v| re.as_ref().unwrap().is_match(v)),
-                    _ => (val == "true") == !values.is_empty(),
+                    _ => (val == "true") != values.is_empty(),
                 };
             }
         }

@@ -19,7 +19,7 @@ pub fn service() -> Arc<TerminologyService> {
     static S: OnceLock<Arc<TerminologyService>> = OnceLock::new();
     S.get_or_init(|| {
         let pk = shared().join("fhir-packages");
-        let store = fhir_profiles::PackageStore::load_with_rules(&[pk.clone()], None).expect("packages");
+        let store = fhir_profiles::PackageStore::load_with_rules(std::slice::from_ref(&pk), None).expect("packages");
         TerminologyService::load(Some(store), &[pk], &[shared().join("terminology")]).expect("service")
     })
     .clone()
