@@ -317,3 +317,25 @@ fn database_resources_swap_in_without_disturbing_readers() {
     assert_eq!(param(&before.validate_code_cs("http://example.org/db", "k", None, None).unwrap(), "x-cannot-decide").unwrap(), true);
     assert!(t.add_resource(json!({"resourceType": "Patient"})).is_err());
 }
+
+#[test]
+fn profile_validator_uses_the_service_for_bindings() {
+    use fhir_profiles::{ValidationOptions, Validator};
+    let pk = shared().join("fhir-packages");
+    let store = fhir_profiles::PackageStore::load_with_rules(std::slice::from_ref(&pk), None).unwrap();
+    // Patient.gender has a required binding to administrative-gender. The service gets its own
+    // (narrower) version of that value set: the validator must follow the service, not the package.
+    let mut snap = (*service().snapshot()).clone();
+    snap.add_resource(
+        json!({"resourceType": "ValueSet", "url": "http://hl7.org/fhir/ValueSet/administrative-gender", "version": "4.0.1",
+            "compose": {"include": [{"system": "http://hl7.org/fhir/administrative-gender", "concept": [{"code": "female"}]}]}}),
+        "test",
+    )
+    .unwrap();
+    let term = std::sync::Arc::new(TerminologyService::new(snap));
+    let v = Validator::with_terminology(store, term);
+    let ok = v.validate(&json!({"resourceType": "Patient", "gender": "female"}), &ValidationOptions::default());
+    assert!(!ok.iter().any(|i| i.expression.contains("gender")), "{ok:?}");
+    let bad = v.validate(&json!({"resourceType": "Patient", "gender": "male"}), &ValidationOptions::default());
+    assert!(bad.iter().any(|i| i.expression.contains("gender")), "{bad:?}");
+}
