@@ -1177,7 +1177,7 @@ impl<'a> Ctx<'a> {
         let item = fhirpath::Item::from_json(self.model, v, u, focus_type);
         for c in cons {
             if let (Some(el), Some(o)) = (&c.vacuous_without, v.as_object()) {
-                if !o.contains_key(el.as_str()) {
+                if get_prop(o, el).is_none() {
                     continue;
                 }
             }
@@ -1225,7 +1225,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let Some(r) = obj.get("reference").and_then(Value::as_str) else { return };
+        let Some(r) = get_prop(obj, "reference").and_then(Value::as_str) else { return };
         let mut resolved: Option<&'a Value> = None;
         if let Some(id) = r.strip_prefix('#') {
             let container = self.resources.last().map(|x| x.1);
@@ -1301,21 +1301,36 @@ impl<'a> Ctx<'a> {
             return;
         }
         // ctx_path is the element holding the extension (e.g. Patient.birthDate, Coding, Extension)
-        let base_path: String = ctx_path.to_string();
-        let holder_type = self.model.child_element_type_name(&base_path);
+        let base_path: &str = ctx_path;
+        let at_root = !base_path.contains('.');
+        // cheap checks first
+        for (t, e) in &ep.contexts {
+            if t != "element" && t != "extension" {
+                return; // fhirpath contexts are not checked
+            }
+            if t == "element" {
+                let e = e.strip_suffix("[x]").unwrap_or(e);
+                if e == "Element" || e == "Base" || e == base_path || e.strip_prefix(base_path).is_some_and(|r| r.starts_with('.')) || (at_root && (e == "Resource" || e == "DomainResource")) {
+                    return;
+                }
+            } else if base_path == "Extension" || base_path.ends_with(".extension") {
+                return;
+            }
+        }
+        let holder_type = self.model.child_element_type_name(base_path);
         let mut allowed = Vec::new();
         for (t, e) in &ep.contexts {
             let e = &e.replace("[x]", "");
             match t.as_str() {
                 "element" => {
-                    if e == "Element" || e == "Base" || *e == base_path || e.starts_with(&format!("{base_path}.")) || Some(e.as_str()) == holder_type.as_deref() || e == "Resource" && !base_path.contains('.') || e == "DomainResource" && !base_path.contains('.') {
+                    if Some(e.as_str()) == holder_type.as_deref() {
                         return;
                     }
                     // a context inside a datatype (ElementDefinition.type.code) for a holder path ending
                     // in the same element (StructureDefinition.snapshot.element.type)
                     if let Some((_, e_rest)) = e.split_once('.') {
                         let holder_last = base_path.rsplit('.').next().unwrap_or("");
-                        if e_rest.split('.').next() == Some(holder_last) && base_path.contains('.') {
+                        if e_rest.split('.').next() == Some(holder_last) && !at_root {
                             return;
                         }
                     }
@@ -1325,18 +1340,12 @@ impl<'a> Ctx<'a> {
                             return;
                         }
                     }
-                    if !base_path.contains('.') && self.model.is_subtype(&base_path, e) {
+                    if at_root && self.model.is_subtype(base_path, e) {
                         return;
                     }
                     allowed.push(e.clone());
                 }
-                "extension" => {
-                    if base_path == "Extension" || base_path.ends_with(".extension") {
-                        return;
-                    }
-                    allowed.push(format!("extension {e}"));
-                }
-                _ => return, // fhirpath contexts are not checked
+                _ => allowed.push(format!("extension {e}")),
             }
         }
         self.err("structure", path, format!("The extension {} is not allowed to be used at this point ({base_path}); allowed contexts: {}", ep.url, allowed.join(", ")));
@@ -1561,7 +1570,7 @@ impl<'a> Ctx<'a> {
             // a plain child name
             let mut out = Vec::new();
             if let Some(o) = v.as_object() {
-                if let Some(x) = o.get(dpath) {
+                if let Some(x) = get_prop(o, dpath) {
                     push_flat(&mut out, x);
                 } else {
                     for (k, x) in o {
@@ -1722,6 +1731,12 @@ fn civil_date(days: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Property lookup that scans small objects instead of hashing (serde_json's map hashes with SipHash).
+#[inline]
+fn get_prop<'v>(o: &'v Map<String, Value>, k: &str) -> Option<&'v Value> {
+    if o.len() <= 8 { o.iter().find(|(n, _)| n.as_str() == k).map(|(_, v)| v) } else { o.get(k) }
 }
 
 fn push_flat<'a>(out: &mut Vec<&'a Value>, v: &'a Value) {
