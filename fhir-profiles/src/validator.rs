@@ -179,7 +179,9 @@ struct Ctx<'a> {
     emitted: FxSet<Key>,
     cache: HashMap<Key, Rc<Vec<Issue>>, FxBuild>,
     in_progress: FxSet<Key>,
-    evaluated: FxSet<Key>,
+    /// (node, constraint) -> the issue it produced (None: passed). Re-emitted when the same
+    /// constraint is met again through another profile, so no finding is lost.
+    evaluated: HashMap<Key, Option<Issue>, FxBuild>,
     /// Bundle-level policy findings (kept out of per-profile results, so they do not change
     /// which slice an entry matches).
     side_issues: Vec<Issue>,
@@ -292,7 +294,7 @@ impl<'a> Ctx<'a> {
             emitted: FxSet::default(),
             cache: HashMap::default(),
             in_progress: FxSet::default(),
-            evaluated: FxSet::default(),
+            evaluated: HashMap::default(),
             side_issues: Vec::new(),
             found_pool: Vec::new(),
             items_pool: Vec::new(),
@@ -1181,9 +1183,15 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             }
-            if !self.evaluated.insert((ptr(v), Arc::as_ptr(c) as usize)) {
+            let ekey = (ptr(v), Arc::as_ptr(c) as usize);
+            if let Some(prev) = self.evaluated.get(&ekey) {
+                if let Some(i) = prev {
+                    let i = i.clone();
+                    self.issues.push(i);
+                }
                 continue;
             }
+            let before = self.issues.len();
             let _t = (*PROFILE_CONSTRAINTS).then(std::time::Instant::now);
             let _guard = Timer(_t, &c.key);
             match &c.parsed {
@@ -1203,6 +1211,8 @@ impl<'a> Ctx<'a> {
                     Err(e) => self.warn("invariant", path, format!("Constraint {} could not be evaluated, so it was not checked: {}", c.key, e.message)),
                 },
             }
+            let produced = self.issues.get(before).cloned();
+            self.evaluated.insert(ekey, produced);
         }
     }
 
