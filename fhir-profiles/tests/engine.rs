@@ -364,3 +364,23 @@ fn validate_operation_helper() {
     assert!(!ok);
     assert!(common::store().precompile(&["http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_CLINS"]).is_empty());
 }
+
+#[test]
+fn shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PackageStore>();
+    assert_send_sync::<Validator>();
+    let v = Validator::new(common::store());
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                let p = json!({ "resourceType": "Patient", "gender": "female" });
+                v.validate(&p, &ValidationOptions::default())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(!has_errors(&h.join().unwrap()));
+    }
+}
