@@ -82,11 +82,11 @@ fn clins_bundle_rules() {
     b["entry"][1]["resource"]["meta"]["profile"][0] = Value::from("http://jpfhir.jp/fhir/eCS/StructureDefinition/JP_Observation_Common_eCS");
     assert!(rules_fired(&b).iter().any(|r| r == "gw-validEntryProfile-ObservationLabResult"), "{:?}", rules_fired(&b));
 
-    // Patient-only bundle ("delete all") is accepted
+    // Patient-only bundle: the packaged R02143 rejects it (deletion is $withdraw)
     let mut b = base.clone();
     b["entry"] = Value::Array(vec![base["entry"][0].clone()]);
     let fired = rules_fired(&b);
-    assert!(!fired.iter().any(|r| r.contains("R02143") || r.contains("mustHaveOneMore")), "{fired:?}");
+    assert!(fired.iter().any(|r| r.contains("mustHaveOneMore")), "{fired:?}");
 
     // R9017O: Observation without performer
     let mut b = base.clone();
