@@ -15,6 +15,13 @@ pub struct Config {
     pub database_url: String,
     /// Directories holding FHIR NPM packages (`.tgz` or unpacked).
     pub packages: Vec<PathBuf>,
+    /// Package directories loaded after `packages` for health-checkup reports only: the
+    /// eCheckupReport IG redefines canonical URLs of JP-Core / JP-CLINS, so it gets its own set.
+    pub checkup_packages: Vec<PathBuf>,
+    /// Our own profiles and rules (`fhir-profiles/definitions`).
+    pub definitions: PathBuf,
+    /// Directory of mapping tables (CSV with a metadata header), activated at start-up.
+    pub mapping_tables: PathBuf,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Connections in the database pool (reads; SQLite writes go through one writer).
@@ -35,7 +42,10 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
             database_url: "sqlite://data/gateway.db".into(),
-            packages: vec![PathBuf::from("../shared/fhir-packages")],
+            packages: vec![PathBuf::from("../shared/fhir-packages"), PathBuf::from("../shared/terminology")],
+            checkup_packages: vec![PathBuf::from("../shared/fhir-packages-echeckup")],
+            definitions: PathBuf::from("fhir-profiles/definitions"),
+            mapping_tables: PathBuf::from("mapping-tables"),
             max_body_bytes: 16 * 1024 * 1024,
             db_pool_size: 16,
             log_format: LogFormat::Text,
@@ -59,6 +69,9 @@ const ENV_SETTINGS: &[&str] = &[
     "GATEWAY_LISTEN",
     "GATEWAY_DATABASE_URL",
     "GATEWAY_PACKAGES",
+    "GATEWAY_MAPPING_TABLES",
+    "GATEWAY_CHECKUP_PACKAGES",
+    "GATEWAY_DEFINITIONS",
     "GATEWAY_MAX_BODY_BYTES",
     "GATEWAY_DB_POOL_SIZE",
     "GATEWAY_LOG_FORMAT",
@@ -83,7 +96,8 @@ impl Config {
                 })?;
                 // Relative package directories are relative to the config file.
                 let base = path.parent().map(PathBuf::from).unwrap_or_default();
-                for dir in &mut config.packages {
+                let dirs = config.packages.iter_mut().chain(config.checkup_packages.iter_mut());
+                for dir in dirs.chain([&mut config.mapping_tables, &mut config.definitions]) {
                     if dir.is_relative() {
                         *dir = base.join(&*dir);
                     }
@@ -109,6 +123,11 @@ impl Config {
                 "GATEWAY_PACKAGES" => {
                     config.packages =
                         value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+                }
+                "GATEWAY_MAPPING_TABLES" => config.mapping_tables = PathBuf::from(value),
+                "GATEWAY_DEFINITIONS" => config.definitions = PathBuf::from(value),
+                "GATEWAY_CHECKUP_PACKAGES" => {
+                    config.checkup_packages = value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
                 }
                 "GATEWAY_MAX_BODY_BYTES" => {
                     config.max_body_bytes =
@@ -142,12 +161,12 @@ impl Config {
         if self.packages.is_empty() {
             return Err(invalid("packages", "at least one package directory is required"));
         }
-        for dir in &self.packages {
+        let dirs = self.packages.iter().map(|d| ("packages", d));
+        let dirs = dirs.chain(self.checkup_packages.iter().map(|d| ("checkup_packages", d)));
+        let dirs = dirs.chain([("mapping_tables", &self.mapping_tables), ("definitions", &self.definitions)]);
+        for (name, dir) in dirs {
             if !dir.is_dir() {
-                return Err(invalid(
-                    "packages",
-                    &format!("{} is not a directory", dir.display()),
-                ));
+                return Err(invalid(name, &format!("{} is not a directory", dir.display())));
             }
         }
         if self.max_body_bytes < 1024 {
@@ -199,7 +218,13 @@ mod tests {
     fn environment_overrides_file() {
         let c = Config::load(
             None,
-            &env(&[("GATEWAY_DATABASE_URL", "postgres://x/y"), ("GATEWAY_PACKAGES", "/:/tmp")]),
+            &env(&[
+                ("GATEWAY_DATABASE_URL", "postgres://x/y"),
+                ("GATEWAY_PACKAGES", "/:/tmp"),
+                ("GATEWAY_MAPPING_TABLES", "/tmp"),
+                ("GATEWAY_DEFINITIONS", "/tmp"),
+                ("GATEWAY_CHECKUP_PACKAGES", ""),
+            ]),
         )
         .unwrap();
         assert_eq!(c.database_url, "postgres://x/y");

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod mapping;
 pub mod metrics;
 pub mod operations;
 pub mod search;

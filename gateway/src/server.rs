@@ -14,17 +14,32 @@ use crate::{
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let packages = fhir_profiles::PackageStore::load(&config.packages)
-        .with_context(|| format!("loading FHIR packages from {:?}", config.packages))?;
+    let load = |dirs: &[std::path::PathBuf]| {
+        fhir_profiles::PackageStore::load_with_rules(dirs, Some(&config.definitions))
+            .with_context(|| format!("loading FHIR packages from {dirs:?} with the rules in {}", config.definitions.display()))
+    };
+    let packages = load(&config.packages)?;
+    let checkup_validator = if config.checkup_packages.is_empty() {
+        None
+    } else {
+        let dirs: Vec<_> = config.packages.iter().chain(&config.checkup_packages).cloned().collect();
+        Some(fhir_profiles::Validator::new(load(&dirs)?))
+    };
     let index = Arc::new(SearchIndex::new(packages.clone()));
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "packages loaded");
+    let terminology = terminology::TerminologyService::load(Some(packages.clone()), &[], &[])
+        .context("building the terminology service")?;
+    let mapper = crate::mapping::load(&config.mapping_tables, &terminology)?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "packages and mapping tables loaded");
     let store = Store::open(&config.database_url, config.db_pool_size, index.clone())
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let capability = api::capability_statement(&index, crate::operations::OPERATIONS);
     let state = Arc::new(AppState {
         store,
-        validator: fhir_profiles::Validator::new(packages),
+        validator: fhir_profiles::Validator::with_terminology(packages, terminology.clone()),
+        checkup_validator,
+        terminology,
+        mapper,
         metrics: Metrics::new(),
         max_body_bytes: config.max_body_bytes,
         capability,

@@ -7,5 +7,6 @@ mod rest;
 mod search;
 mod startup;
 mod submission;
+mod terminology;
 mod transaction;
 mod validate;

@@ -25,6 +25,12 @@ pub use outcome::{ApiError, FHIR_JSON, OutcomeIssue, operation_outcome};
 pub struct AppState {
     pub store: Store,
     pub validator: fhir_profiles::Validator,
+    /// Validates health-checkup reports against the eCheckupReport package set (`None`: not
+    /// configured, such reports are refused).
+    pub checkup_validator: Option<fhir_profiles::Validator>,
+    pub terminology: Arc<terminology::TerminologyService>,
+    /// Adds international codings to submitted resources (the active mapping tables).
+    pub mapper: Arc<terminology::Mapper>,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     /// The CapabilityStatement, built once at start-up.

@@ -164,7 +164,7 @@ pub async fn read(
         return history_type(&state, &res_type, query.as_deref(), &headers).await;
     }
     if let Some(op) = id.strip_prefix('$') {
-        return crate::operations::type_level_get(&state, &res_type, op, &headers).await;
+        return crate::operations::type_level_get(&state, &res_type, op, &parse_query(query.as_deref())).await;
     }
     check_id(&id)?;
     let stored = state.store.read(&res_type, &id).await?;

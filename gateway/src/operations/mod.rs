@@ -19,7 +19,35 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("receipt", "http://jpfhir.jp/fhir/gateway/OperationDefinition/receipt"),
     ("submissions", "http://jpfhir.jp/fhir/gateway/OperationDefinition/submissions"),
     ("summary", "http://jpfhir.jp/fhir/gateway/OperationDefinition/Patient-summary"),
+    ("unmapped", "http://jpfhir.jp/fhir/gateway/OperationDefinition/unmapped"),
+    ("lookup", "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"),
+    ("validate-code", "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"),
+    ("expand", "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"),
+    ("translate", "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate"),
 ];
+
+/// Terminology operations at the type level (`CodeSystem/$lookup`, `ValueSet/$expand`, ...).
+fn terminology_op(state: &SharedState, res_type: &str, op: &str, pairs: &[(String, String)]) -> Option<Result<Response, ApiError>> {
+    let known = matches!(
+        (res_type, op),
+        ("CodeSystem", "lookup" | "validate-code") | ("ValueSet", "validate-code" | "expand") | ("ConceptMap", "translate")
+    );
+    if !known {
+        return None;
+    }
+    // `$validate-code` on a CodeSystem names the system with `url`; the service reads `system`.
+    let mut pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if res_type == "CodeSystem" && op == "validate-code" {
+        if let Some(url) = pairs.iter().find(|(k, _)| *k == "url").map(|(_, v)| *v) {
+            pairs.push(("system", url));
+        }
+    }
+    let op_name = if res_type == "CodeSystem" && op == "validate-code" { "cs-validate-code" } else { op };
+    Some(match state.terminology.run_operation(op_name, &pairs) {
+        Ok(body) => Ok(fhir_response(StatusCode::OK, body.to_string())),
+        Err(e) => Ok(fhir_response(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), e.outcome.to_string())),
+    })
+}
 
 pub async fn system(state: &SharedState, op: &str, headers: &HeaderMap, body: Value) -> Result<Response, ApiError> {
     match op {
@@ -35,6 +63,7 @@ pub async fn system_get(state: &SharedState, op: &str, params: &[(String, String
     match op {
         "receipt" => submit::receipt(state, params).await,
         "submissions" => submit::history(state, params).await,
+        "unmapped" => submit::unmapped(state, params).await,
         _ => Err(unknown(op)),
     }
 }
@@ -46,14 +75,20 @@ pub async fn type_level(
     _headers: &HeaderMap,
     body: Value,
 ) -> Result<Response, ApiError> {
+    if body["resourceType"] == "Parameters" {
+        let pairs = terminology::pairs_from_parameters(&body);
+        if let Some(answer) = terminology_op(state, res_type, op, &pairs) {
+            return answer;
+        }
+    }
     match op {
         "validate" => validate(state, Some(res_type), body),
         _ => Err(unknown(op)),
     }
 }
 
-pub async fn type_level_get(_state: &SharedState, _res_type: &str, op: &str, _headers: &HeaderMap) -> Result<Response, ApiError> {
-    Err(unknown(op))
+pub async fn type_level_get(state: &SharedState, res_type: &str, op: &str, params: &[(String, String)]) -> Result<Response, ApiError> {
+    terminology_op(state, res_type, op, params).unwrap_or_else(|| Err(unknown(op)))
 }
 
 pub async fn instance_get(

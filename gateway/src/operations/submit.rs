@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{ApiError, SharedState, base_url, fhir_response},
     store::{Op, Outcome, Rejection, instant, now_micros},
-    submission::{self, Refusal, UnitKey, identity},
+    submission::{self, Refusal, SubmissionKind, UnitKey, identity},
 };
 
 /// Validate, identify, extract and store one Bundle; 201 with the receipt, 200 with the
@@ -23,7 +23,15 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
         Err(refusal) => return reject(state, &institution, "unknown", None, vec![refusal_issue(refusal)], 0).await,
     };
     let options = ValidationOptions { profiles: vec![kind.bundle_profile().to_string()] };
-    let issues = state.validator.validate(&bundle, &options);
+    let validator = match (kind, &state.checkup_validator) {
+        (SubmissionKind::ECheckupReport, Some(checkup)) => checkup,
+        (SubmissionKind::ECheckupReport, None) => {
+            let refusal = Refusal { expression: "Bundle".into(), message: "health-checkup reports are not accepted: no eCheckupReport package is configured (checkup_packages)".into() };
+            return reject(state, &institution, kind.as_str(), None, vec![refusal_issue(refusal)], 0).await;
+        }
+        _ => &state.validator,
+    };
+    let issues = validator.validate(&bundle, &options);
     state.metrics.observe_validation(kind.as_str(), started.elapsed());
     let (errors, warnings): (Vec<_>, Vec<_>) = issues.into_iter().partition(|i| i.severity.is_error());
     if !errors.is_empty() {
@@ -36,10 +44,11 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
         let issues = mismatches.into_iter().map(refusal_issue).collect();
         return reject(state, &institution, kind.as_str(), unit_key(&bundle), issues, 0).await;
     }
-    let sub = match submission::extract(&bundle, kind, warnings) {
+    let mut sub = match submission::extract(&bundle, kind, warnings) {
         Ok(sub) => sub,
         Err(refusal) => return reject(state, &institution, kind.as_str(), None, vec![refusal_issue(refusal)], 0).await,
     };
+    sub.map_codes(&state.mapper);
     let outcome = state.store.write(vec![Op::Submit(Box::new(sub))]).await?.pop().expect("one outcome");
     let Outcome::Submitted(done) = outcome else { unreachable!("a submission yields Submitted") };
     state.metrics.count_submission(kind.as_str(), done.outcome);
@@ -175,6 +184,25 @@ pub async fn history(state: &SharedState, params: &[(String, String)]) -> Result
             {"name": "outcome", "valueCode": outcome},
             {"name": "errors", "valueInteger": errors},
             {"name": "warnings", "valueInteger": warnings},
+        ]}));
+    }
+    Ok(fhir_response(StatusCode::OK, json!({"resourceType": "Parameters", "parameter": parameters}).to_string()))
+}
+
+/// `GET $unmapped?institution=X[&system=S]`: the codes no active mapping table maps, with how
+/// often and when they were seen, most frequent first.
+pub async fn unmapped(state: &SharedState, params: &[(String, String)]) -> Result<Response, ApiError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let institution = get("institution").ok_or_else(|| ApiError::bad_request("parameter `institution` is required").at("institution"))?;
+    let rows = state.store.unmapped_codes(institution, get("system")).await?;
+    let mut parameters = vec![json!({"name": "institution", "valueString": institution})];
+    for (system, code, occurrences, first, last) in rows {
+        parameters.push(json!({"name": "code", "part": [
+            {"name": "system", "valueUri": system},
+            {"name": "code", "valueCode": code},
+            {"name": "occurrences", "valueInteger": occurrences},
+            {"name": "firstSeen", "valueInstant": instant(first)},
+            {"name": "lastSeen", "valueInstant": instant(last)},
         ]}));
     }
     Ok(fhir_response(StatusCode::OK, json!({"resourceType": "Parameters", "parameter": parameters}).to_string()))

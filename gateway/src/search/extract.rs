@@ -197,6 +197,9 @@ pub fn normalize_reference(reference: &str) -> String {
 /// A value without a time zone is taken as UTC.
 pub fn date_range(text: &str) -> Option<(i64, i64)> {
     let text = text.trim();
+    if !text.is_ascii() {
+        return None;
+    }
     let micros = |dt: chrono::DateTime<Utc>| dt.timestamp_micros();
     let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d);
     let utc = |d: NaiveDate| micros(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")));
@@ -226,11 +229,14 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
 
 /// A dateTime with time: the instant and the length of its precision in microseconds.
 fn parse_datetime(text: &str) -> Option<(chrono::DateTime<Utc>, i64)> {
+    if !text.is_ascii() || text.len() < 16 {
+        return None;
+    }
     let has_zone = text.ends_with('Z') || text[10..].contains('+') || text[10..].rfind('-').is_some();
     let body_end = if text.ends_with('Z') {
         text.len() - 1
     } else if has_zone {
-        text.len() - 6
+        text.len().checked_sub(6).filter(|n| *n >= 16)?
     } else {
         text.len()
     };
@@ -276,6 +282,9 @@ mod tests {
         assert_eq!(hi - lo, 100_000);
         assert!(date_range("2024-13").is_none());
         assert!(date_range("nonsense").is_none());
+        for odd in ["２０２４", "2024-0２", "2024-02-03T", "2024-02-03T10:00+0", "２０２４-01-01T00:00:00Z", "2024-02-03T10:00:00+09:0x"] {
+            assert!(date_range(odd).is_none(), "{odd}");
+        }
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn expression_for_type(expression: &str, res_type: &str) -> Option<String> {
             let starts_with_type = head.chars().next().is_some_and(|c| c.is_ascii_uppercase());
             !starts_with_type || head == res_type
         })
+        .map(str::trim)
         .collect();
     if parts.is_empty() { None } else { Some(parts.join(" | ")) }
 }

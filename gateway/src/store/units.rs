@@ -128,6 +128,20 @@ pub async fn submit(
         &member_args,
     )
     .await?;
+    for (system, code) in &sub.unmapped {
+        sqlx::query(
+            "INSERT INTO unmapped_code (institution, system, code, occurrences, first_seen, last_seen)
+             VALUES ($1, $2, $3, 1, $4, $4)
+             ON CONFLICT (institution, system, code)
+             DO UPDATE SET occurrences = unmapped_code.occurrences + 1, last_seen = excluded.last_seen",
+        )
+        .bind(&sub.institution)
+        .bind(system)
+        .bind(code)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
     let receipt = receipt::build(&sub, outcome, now).to_string();
     sqlx::query(
         "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
@@ -292,6 +306,24 @@ impl super::Store {
                 body: r.get(4),
             })
             .collect())
+    }
+
+    /// (system, code, occurrences, first seen, last seen) of an institution's unmapped codes.
+    pub async fn unmapped_codes(
+        &self,
+        institution: &str,
+        system: Option<&str>,
+    ) -> Result<Vec<(String, String, i64, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system, code, occurrences, first_seen, last_seen FROM unmapped_code
+             WHERE institution = $1 AND ($2 = '' OR system = $2)
+             ORDER BY occurrences DESC, system, code LIMIT 1000",
+        )
+        .bind(institution)
+        .bind(system.unwrap_or_default())
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
     }
 
     pub async fn submission_history(&self, institution: &str, count: i64) -> Result<SubmissionHistory, StoreError> {

@@ -210,6 +210,25 @@ pub struct Submission {
     pub content_hash: String,
     /// Warnings from validation, kept in the receipt.
     pub warnings: Vec<fhir_profiles::Issue>,
+    /// International codings added beside the originals by the mapping tables.
+    pub mapped: usize,
+    /// (system, code) of mappable codes no active table maps, for the institution's queue.
+    pub unmapped: Vec<(String, String)>,
+}
+
+impl Submission {
+    /// Add international codings to the extracted clinical resources (never to the document
+    /// as sent, the Patient or the Provenance); remember what could not be mapped.
+    pub fn map_codes(&mut self, mapper: &terminology::Mapper) {
+        for m in &mut self.members {
+            if matches!(m.kind, "document" | "provenance") {
+                continue;
+            }
+            let report = mapper.map_resource(&mut m.resource, &self.institution);
+            self.mapped += report.mapped.len();
+            self.unmapped.extend(report.unmapped);
+        }
+    }
 }
 
 /// Split a validated Bundle into what is stored: the canonical Patient, each entry as its own
@@ -291,6 +310,8 @@ pub fn extract(
         members,
         content_hash,
         warnings,
+        mapped: 0,
+        unmapped: Vec::new(),
     })
 }
 

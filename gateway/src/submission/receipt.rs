@@ -31,6 +31,8 @@ pub fn build(sub: &Submission, outcome: &str, received_at: i64) -> Value {
         }
         parameters.push(json!({"name": "stored", "part": part}));
     }
+    parameters.push(json!({"name": "mappedCodings", "valueInteger": sub.mapped}));
+    parameters.push(json!({"name": "unmappedCodes", "valueInteger": sub.unmapped.len()}));
     if !sub.warnings.is_empty() {
         parameters.push(json!({"name": "warnings", "resource": fhir_profiles::to_operation_outcome(&sub.warnings)}));
     }
