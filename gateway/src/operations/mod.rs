@@ -35,15 +35,8 @@ fn terminology_op(state: &SharedState, res_type: &str, op: &str, pairs: &[(Strin
     if !known {
         return None;
     }
-    // `$validate-code` on a CodeSystem names the system with `url`; the service reads `system`.
-    let mut pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    if res_type == "CodeSystem" && op == "validate-code" {
-        if let Some(url) = pairs.iter().find(|(k, _)| *k == "url").map(|(_, v)| *v) {
-            pairs.push(("system", url));
-        }
-    }
-    let op_name = if res_type == "CodeSystem" && op == "validate-code" { "cs-validate-code" } else { op };
-    Some(match state.terminology.run_operation(op_name, &pairs) {
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Some(match state.terminology.run_operation(&format!("{res_type}/${op}"), &pairs) {
         Ok(body) => Ok(fhir_response(StatusCode::OK, body.to_string())),
         Err(e) => Ok(fhir_response(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), e.outcome.to_string())),
     })
