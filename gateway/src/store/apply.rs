@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 use super::{
     Engine, StoreError, StoredResource, bind_all, now_micros, stamp_meta,
@@ -420,6 +420,9 @@ pub(super) async fn insert_rows(
     args: &[SqlArg],
 ) -> Result<(), StoreError> {
     const ROWS_PER_STATEMENT: usize = 400;
+    // SQLite binds `?` by position; `$n` names would be looked up one by one, which costs
+    // quadratically on statements with thousands of parameters.
+    let positional = conn.backend_name() == "SQLite";
     for chunk in args.chunks(width * ROWS_PER_STATEMENT) {
         let mut sql = String::with_capacity(prefix.len() + chunk.len() * 6);
         sql.push_str(prefix);
@@ -429,7 +432,11 @@ pub(super) async fn insert_rows(
                 if col > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", row * width + col + 1));
+                if positional {
+                    sql.push('?');
+                } else {
+                    sql.push_str(&format!("${}", row * width + col + 1));
+                }
             }
             sql.push(')');
         }

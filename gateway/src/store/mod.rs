@@ -118,7 +118,10 @@ impl Store {
         .map_err(|e| StoreError::Db(e.into()))?;
         let writer = match engine {
             Engine::Sqlite => {
-                let conn = pool.acquire().await?.detach();
+                let mut conn = pool.acquire().await?.detach();
+                // Checkpoints run beside the writer, not inside its commits.
+                sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
+                sqlite_writer::spawn_checkpointer(pool.clone());
                 Some(sqlite_writer::spawn(conn, index.clone()))
             }
             Engine::Postgres => None,

@@ -26,6 +26,20 @@ pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>) -> mpsc::Sender<Job> 
     sender
 }
 
+/// Copy the WAL back into the database file every second (PASSIVE: never blocks the writer or
+/// readers), so the WAL stays small without the writer paying for checkpoints in its commits.
+pub fn spawn_checkpointer(pool: sqlx::AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    });
+}
+
 async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
