@@ -41,13 +41,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { profile, load, config, files } => validate(config, profile, load, files),
         Command::Serve { config } => {
-            let env: Vec<(String, String)> = std::env::vars().collect();
-            let config = match Config::load(config, &env) {
+            let config = match load_config(config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gateway: configuration error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             init_tracing(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -63,16 +59,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(config: Option<PathBuf>, profiles: Vec<String>, load: Vec<PathBuf>, files: Vec<PathBuf>) -> ExitCode {
+/// The configuration from the file and the environment; exit code 2 naming the bad setting.
+fn load_config(file: Option<PathBuf>) -> Result<Config, ExitCode> {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let config = match Config::load(config, &env) {
+    Config::load(file, &env).map_err(|e| {
+        eprintln!("gateway: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn validate(config: Option<PathBuf>, profiles: Vec<String>, load: Vec<PathBuf>, files: Vec<PathBuf>) -> ExitCode {
+    let config = match load_config(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("gateway: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let store = match fhir_profiles::PackageStore::load(&config.packages) {
+    let store = match fhir_profiles::PackageStore::load_with_rules(&config.packages, Some(&config.definitions)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gateway: cannot load FHIR packages: {e}");

@@ -114,7 +114,11 @@ both_engines!(bad_requests_get_operation_outcomes, |db| async move {
     assert_outcome(&body, "xml");
     // body larger than the configured limit
     let big = json!({"resourceType": "Patient", "text": {"status": "generated", "div": "x".repeat(20 * 1024 * 1024)}});
-    let (status, body) = response(post_raw("Patient", "application/fhir+json", big.to_string()).await.unwrap()).await;
+    // On its own connection: the server closes it after refusing the unread body.
+    let r = reqwest::Client::new().post(server.url("Patient")).header("content-type", "application/fhir+json")
+        .body(big.to_string()).send().await.unwrap();
+    assert_eq!(r.headers()["connection"], "close");
+    let (status, body) = response(r).await;
     assert_eq!(status, 413);
     assert_outcome(&body, "too large");
     // resourceType does not match the URL

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::{
     Engine, StoreError, StoredResource, bind_all, now_micros, stamp_meta,
@@ -197,27 +197,31 @@ fn reference_map(ops: &[Op], existing: &HashMap<usize, StoredResource>) -> HashM
 /// Point every `reference` that names a transaction entry's fullUrl at the stored resource.
 /// A `urn:uuid:`/`urn:oid:` reference that names no entry cannot be stored meaningfully.
 fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Result<(), StoreError> {
+    visit_references(value, &mut |s| {
+        if let Some(target) = map.get(s.as_str()) {
+            *s = target.clone();
+        } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
+            return Err(format!("reference {s} does not name any entry of the transaction"));
+        }
+        Ok(())
+    })
+    .map_err(StoreError::Invalid)
+}
+
+/// Call `f` on every `reference` string (Reference.reference) in a resource, depth first.
+pub fn visit_references(value: &mut Value, f: &mut dyn FnMut(&mut String) -> Result<(), String>) -> Result<(), String> {
     match value {
         Value::Object(obj) => {
             for (key, child) in obj.iter_mut() {
-                if key == "reference" {
-                    if let Value::String(s) = child {
-                        if let Some(target) = map.get(s.as_str()) {
-                            *s = target.clone();
-                        } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
-                            return Err(StoreError::Invalid(format!(
-                                "reference {s} does not name any entry of the transaction"
-                            )));
-                        }
-                        continue;
-                    }
+                match child {
+                    Value::String(s) if key == "reference" => f(s)?,
+                    _ => visit_references(child, f)?,
                 }
-                rewrite_references(child, map)?;
             }
         }
         Value::Array(items) => {
             for item in items {
-                rewrite_references(item, map)?;
+                visit_references(item, f)?;
             }
         }
         _ => {}

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::search::{SearchIndex, SqlArg};
 
-pub use apply::{Op, Outcome};
+pub use apply::{Op, Outcome, visit_references};
 pub use units::{Rejection, SharedItem, SubmissionHistory, Submitted};
 
 /// Which database engine a [`Store`] runs on.

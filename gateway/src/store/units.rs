@@ -143,23 +143,8 @@ pub async fn submit(
         .await?;
     }
     let receipt = receipt::build(&sub, outcome, now).to_string();
-    sqlx::query(
-        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
-                                 error_count, warning_count, receipt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)",
-    )
-    .bind(&sub.id)
-    .bind(now)
-    .bind(&sub.institution)
-    .bind(sub.kind.as_str())
-    .bind(outcome)
-    .bind(&sub.unit.patient)
-    .bind(&sub.unit.system)
-    .bind(&sub.unit.value)
-    .bind(sub.warnings.len() as i64)
-    .bind(&receipt)
-    .execute(&mut *conn)
-    .await?;
+    let log = LogRow { id: &sub.id, institution: &sub.institution, kind: sub.kind.as_str(), outcome, unit: Some(&sub.unit) };
+    log_submission(conn, log, 0, sub.warnings.len() as i64, &receipt, now).await?;
     Ok(Submitted { receipt, outcome })
 }
 
@@ -204,41 +189,54 @@ pub async fn withdraw(
     if !remove_unit(conn, engine, key, now).await? {
         return Ok(false);
     }
-    sqlx::query(
-        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
-                                 error_count, warning_count, receipt)
-         VALUES ($1, $2, $3, 'withdrawal', 'withdrawn', $4, $5, $6, 0, 0, $7)",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(institution)
-    .bind(&key.patient)
-    .bind(&key.system)
-    .bind(&key.value)
-    .bind(receipt)
-    .execute(&mut *conn)
-    .await?;
+    let log = LogRow { id, institution, kind: "withdrawal", outcome: "withdrawn", unit: Some(key) };
+    log_submission(conn, log, 0, 0, receipt, now).await?;
     Ok(true)
 }
 
-pub async fn record_rejection(conn: &mut AnyConnection, r: &Rejection, now: i64) -> Result<(), StoreError> {
+/// Who and what one row of the submission log is about.
+struct LogRow<'a> {
+    id: &'a str,
+    institution: &'a str,
+    kind: &'a str,
+    outcome: &'a str,
+    unit: Option<&'a UnitKey>,
+}
+
+/// One row of the submission log: accepted, replaced, withdrawn or rejected, with its receipt
+/// (or the rejection's OperationOutcome).
+async fn log_submission(
+    conn: &mut AnyConnection,
+    row: LogRow<'_>,
+    errors: i64,
+    warnings: i64,
+    receipt: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
                                  error_count, warning_count, receipt)
-         VALUES ($1, $2, $3, $4, 'rejected', $5, $6, $7, $8, $9, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(&r.id)
+    .bind(row.id)
     .bind(now)
-    .bind(&r.institution)
-    .bind(&r.kind)
-    .bind(r.unit.as_ref().map(|u| u.patient.clone()))
-    .bind(r.unit.as_ref().map(|u| u.system.clone()))
-    .bind(r.unit.as_ref().map(|u| u.value.clone()))
-    .bind(r.errors.len() as i64)
-    .bind(r.warning_count)
-    .bind(&r.outcome)
+    .bind(row.institution)
+    .bind(row.kind)
+    .bind(row.outcome)
+    .bind(row.unit.map(|u| u.patient.clone()))
+    .bind(row.unit.map(|u| u.system.clone()))
+    .bind(row.unit.map(|u| u.value.clone()))
+    .bind(errors)
+    .bind(warnings)
+    .bind(receipt)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+pub async fn record_rejection(conn: &mut AnyConnection, r: &Rejection, now: i64) -> Result<(), StoreError> {
+    let log = LogRow { id: &r.id, institution: &r.institution, kind: &r.kind, outcome: "rejected", unit: r.unit.as_ref() };
+    log_submission(conn, log, r.errors.len() as i64, r.warning_count, &r.outcome, now).await?;
     for (rule, expression, message) in &r.errors {
         sqlx::query("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ($1, $2, $3, $4)")
             .bind(&r.id)

@@ -315,24 +315,14 @@ pub fn extract(
     })
 }
 
+/// Point references to Bundle entries at the stored resources; others stay as they are.
 fn rewrite_references(value: &mut Value, map: &HashMap<&str, String>) {
-    match value {
-        Value::Object(obj) => {
-            for (key, child) in obj.iter_mut() {
-                if key == "reference" {
-                    if let Value::String(s) = child {
-                        if let Some(target) = map.get(s.as_str()) {
-                            *s = target.clone();
-                        }
-                        continue;
-                    }
-                }
-                rewrite_references(child, map);
-            }
+    let _ = crate::store::visit_references(value, &mut |reference| {
+        if let Some(target) = map.get(reference.as_str()) {
+            *reference = target.clone();
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, map)),
-        _ => {}
-    }
+        Ok(())
+    });
 }
 
 /// LTS / UNINFORMED / UNDELIVERED tags of a resource.
