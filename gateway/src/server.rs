@@ -19,11 +19,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("loading FHIR packages from {dirs:?} with the rules in {}", config.definitions.display()))
     };
     let packages = load(&config.packages)?;
+    // Compile the JP profiles now, so that the first submission does not pay for it.
+    let jp_profiles = packages.urls_of_type("StructureDefinition");
+    let jp_profiles: Vec<&str> = jp_profiles.iter().map(String::as_str).filter(|u| u.starts_with("http://jpfhir.jp/")).collect();
+    for missing in packages.precompile(&jp_profiles) {
+        tracing::warn!(profile = %missing, "profile could not be compiled");
+    }
     let checkup_validator = if config.checkup_packages.is_empty() {
         None
     } else {
         let dirs: Vec<_> = config.packages.iter().chain(&config.checkup_packages).cloned().collect();
-        Some(fhir_profiles::Validator::new(load(&dirs)?))
+        let checkup = load(&dirs)?;
+        let profile = crate::submission::SubmissionKind::ECheckupReport.bundle_profile();
+        for missing in checkup.precompile(&[profile]) {
+            tracing::warn!(profile = %missing, "checkup profile not found in checkup_packages");
+        }
+        Some(fhir_profiles::Validator::new(checkup))
     };
     let index = Arc::new(SearchIndex::new(packages.clone()));
     let terminology = terminology::TerminologyService::load(Some(packages.clone()), &[], &[])

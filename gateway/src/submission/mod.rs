@@ -32,6 +32,14 @@ pub enum SubmissionKind {
 }
 
 impl SubmissionKind {
+    pub const ALL: [SubmissionKind; 5] = [
+        SubmissionKind::EReferral,
+        SubmissionKind::EDischargeSummary,
+        SubmissionKind::ECheckupReport,
+        SubmissionKind::EPatientSummary,
+        SubmissionKind::Clins,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SubmissionKind::EReferral => "eReferral",
