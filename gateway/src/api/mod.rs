@@ -116,13 +116,7 @@ impl FromRequest<SharedState> for FhirJson {
             ));
         }
         let limit = state.max_body_bytes;
-        let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-costly",
-                format!("the request body is larger than the limit of {limit} bytes"),
-            )
-        })?;
+        let bytes = read_limited(request.into_body(), limit).await?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         if !value.is_object() {
@@ -133,6 +127,33 @@ impl FromRequest<SharedState> for FhirJson {
         }
         Ok(FhirJson(value))
     }
+}
+
+/// Read a body of at most `limit` bytes. A larger one is still read (and dropped) up to four
+/// times the limit, so that the client, still sending, gets to read the 413 instead of a
+/// broken connection; beyond that the connection is closed.
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            buffer.extend_from_slice(&chunk);
+        } else if total > limit.saturating_mul(4) {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        ));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 /// The base URL of this server as the client addressed it.

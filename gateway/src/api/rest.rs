@@ -399,9 +399,7 @@ pub async fn post_type_path(
 ) -> Result<Response, ApiError> {
     check_type(&state, &res_type)?;
     if sub == "_search" {
-        let bytes = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "the search form is too large"))?;
+        let bytes = super::read_limited(request.into_body(), state.max_body_bytes).await?;
         let params: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
         return search(&state, &res_type, &params, &headers).await;
     }
