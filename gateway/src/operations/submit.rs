@@ -37,12 +37,12 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
     if !errors.is_empty() {
         let warning_count = warnings.len() as i64;
         let all: Vec<_> = errors.into_iter().chain(warnings).collect();
-        return reject(state, &institution, kind.as_str(), unit_key(&bundle), all, warning_count).await;
+        return reject(state, &institution, kind.as_str(), submission::unit_key(&bundle), all, warning_count).await;
     }
     let mismatches = submission::institution_mismatches(&bundle, &institution);
     if !mismatches.is_empty() {
         let issues = mismatches.into_iter().map(refusal_issue).collect();
-        return reject(state, &institution, kind.as_str(), unit_key(&bundle), issues, 0).await;
+        return reject(state, &institution, kind.as_str(), submission::unit_key(&bundle), issues, 0).await;
     }
     let mut sub = match submission::extract(&bundle, kind, warnings) {
         Ok(sub) => sub,
@@ -65,14 +65,6 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
 
 fn refusal_issue(r: Refusal) -> fhir_profiles::Issue {
     fhir_profiles::Issue::error("invalid", r.expression, r.message).with_rule("gateway-submission")
-}
-
-/// The unit key, when the Bundle carries enough to compute it (for the rejection log).
-fn unit_key(bundle: &Value) -> Option<UnitKey> {
-    let patient = bundle["entry"].as_array()?.iter().find(|e| e["resource"]["resourceType"] == "Patient")?;
-    let key = identity::identify(&patient["resource"]).ok()?;
-    let id = bundle["identifier"].as_array().and_then(|a| a.first()).unwrap_or(&bundle["identifier"]);
-    Some(UnitKey { patient: key.key, system: id["system"].as_str()?.into(), value: id["value"].as_str()?.into() })
 }
 
 /// 422 with every issue; the rejection is logged (durably) for the institution's report.

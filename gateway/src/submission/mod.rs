@@ -180,6 +180,14 @@ pub fn institution_of(bundle: &Value) -> Option<String> {
     (code.len() == 10 && code.bytes().all(|b| b.is_ascii_digit())).then(|| code.to_string())
 }
 
+/// The unit key, when the Bundle carries enough to compute it (for the rejection log).
+pub fn unit_key(bundle: &Value) -> Option<UnitKey> {
+    let patient = bundle["entry"].as_array()?.iter().find(|e| e["resource"]["resourceType"] == "Patient")?;
+    let key = identity::identify(&patient["resource"]).ok()?;
+    let (system, value) = bundle_identifier(bundle)?;
+    Some(UnitKey { patient: key.key, system: system.into(), value: value.into() })
+}
+
 fn bundle_identifier(bundle: &Value) -> Option<(&str, &str)> {
     let identifiers: Vec<&Value> = match &bundle["identifier"] {
         Value::Array(a) => a.iter().collect(),

@@ -38,15 +38,3 @@ pub fn build(sub: &Submission, outcome: &str, received_at: i64) -> Value {
     }
     json!({"resourceType": "Parameters", "id": sub.id, "parameter": parameters})
 }
-
-/// Counts of stored items by kind, from a receipt (for the submission history).
-pub fn item_counts(receipt: &Value) -> Value {
-    let mut counts = serde_json::Map::new();
-    for p in receipt["parameter"].as_array().into_iter().flatten().filter(|p| p["name"] == "stored") {
-        if let Some(kind) = p["part"][0]["valueCode"].as_str() {
-            let n = counts.get(kind).and_then(Value::as_i64).unwrap_or(0);
-            counts.insert(kind.to_string(), json!(n + 1));
-        }
-    }
-    Value::Object(counts)
-}
