@@ -86,7 +86,7 @@ fn plan_entry(state: &SharedState, n: usize, entry: &Value) -> Result<Planned, A
                 Some(c) => Some(conditional_query(state, res_type, c).map_err(|e| e.at(at(".request.ifNoneExist")))?),
                 None => None,
             };
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::store::new_id();
             resource["id"] = Value::String(id.clone());
             Ok(Planned::Write(Op::Create { res_type: res_type.to_string(), id, resource, if_none_exist, full_url }))
         }
@@ -196,7 +196,7 @@ async fn batch(state: &SharedState, headers: &HeaderMap, bundle: Value) -> Resul
 fn response_bundle(kind: &str, responses: Vec<Value>) -> Response {
     let bundle = json!({
         "resourceType": "Bundle",
-        "id": uuid::Uuid::new_v4().to_string(),
+        "id": crate::store::new_id(),
         "type": kind,
         "entry": responses,
     });

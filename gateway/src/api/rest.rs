@@ -125,7 +125,7 @@ pub async fn create_or_operation(
         Some(criteria) => Some(conditional_query(&state, &res_type, criteria)?),
         None => None,
     };
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let mut resource = resource;
     resource["id"] = Value::String(id.clone());
     let op = Op::Create { res_type, id, resource, if_none_exist, full_url: None };
@@ -336,7 +336,7 @@ pub async fn search(
     }
     let body = format!(
         r#"{{"resourceType":"Bundle","id":{},"meta":{{"lastUpdated":{}}},"type":"searchset","total":{},"link":{},"entry":[{}{}]}}"#,
-        json!(uuid::Uuid::new_v4().to_string()),
+        json!(crate::store::new_id()),
         json!(instant(crate::store::now_micros())),
         total,
         links_json(&links),
@@ -474,7 +474,7 @@ async fn history(
     }
     let body = format!(
         r#"{{"resourceType":"Bundle","id":{},"type":"history","total":{},"link":{},"entry":[{}]}}"#,
-        json!(uuid::Uuid::new_v4().to_string()),
+        json!(crate::store::new_id()),
         total,
         links_json(&links),
         entries.join(",")

@@ -83,7 +83,7 @@ async fn reject(
         .map(|i| (i.rule.clone().unwrap_or_else(|| i.code.to_string()), i.expression.clone(), i.message.clone()))
         .collect();
     let rejection = Rejection {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::store::new_id(),
         institution: institution.to_string(),
         kind: kind.to_string(),
         unit,
@@ -119,7 +119,7 @@ pub async fn withdraw(state: &SharedState, body: Value) -> Result<Response, ApiE
     };
     let key = UnitKey { patient: patient.key.clone(), system: text("bundleIdentifierSystem")?, value: text("bundleIdentifierValue")? };
     let institution = key.value.split('^').next().unwrap_or("unknown").to_string();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let receipt = json!({"resourceType": "Parameters", "id": id, "parameter": [
         {"name": "submission", "valueString": id},
         {"name": "received", "valueInstant": instant(now_micros())},
@@ -254,7 +254,7 @@ pub async fn summary(state: &SharedState, id: &str, headers: &HeaderMap) -> Resu
     }
     let body = format!(
         r#"{{"resourceType":"Bundle","id":{},"meta":{{"lastUpdated":{}}},"type":"collection","entry":[{}]}}"#,
-        json!(uuid::Uuid::new_v4().to_string()),
+        json!(crate::store::new_id()),
         json!(instant(now_micros())),
         entries.join(",")
     );

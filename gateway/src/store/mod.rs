@@ -290,6 +290,9 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA mmap_size = 268435456",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA foreign_keys = ON",
+    // When the WAL starts over it is cut back to this size, not to zero: its blocks stay
+    // allocated, so the next frames overwrite them instead of growing the file again.
+    "PRAGMA journal_size_limit = 67108864",
 ];
 
 /// Turn `sqlite://path` into a URL that creates the file, creating its directory too.
@@ -343,6 +346,13 @@ pub(crate) fn bind_all<'q>(
         };
     }
     query
+}
+
+/// A new server-assigned id. Time-ordered (UUID version 7): rows keyed by id then land at the
+/// end of each B-tree instead of on a random page, so a commit rewrites a few pages rather than
+/// one per row and index (random version-4 ids made the WAL 40 times the data written).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Strictly increasing wall-clock microseconds, so versions written in one process never share

@@ -269,14 +269,14 @@ pub fn extract(
     let institution =
         institution_of(bundle).ok_or_else(|| refuse("Bundle.identifier.value", "the Bundle-ID does not start with a 10-digit institution code"))?;
     let patient_id = patient_key.patient_id();
-    let submission_id = uuid::Uuid::new_v4().to_string();
+    let submission_id = crate::store::new_id();
 
     // Ids for every entry, and the fullUrl -> Type/id map that rewrites references.
     let mut references: HashMap<&str, String> = HashMap::new();
     let mut ids = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
         let res_type = entry["resource"]["resourceType"].as_str().unwrap_or_default();
-        let id = if n == patient_at { patient_id.clone() } else { uuid::Uuid::new_v4().to_string() };
+        let id = if n == patient_at { patient_id.clone() } else { crate::store::new_id() };
         if let Some(full_url) = entry["fullUrl"].as_str() {
             references.insert(full_url, format!("{res_type}/{id}"));
         }
@@ -301,11 +301,11 @@ pub fn extract(
     if kind.is_document() {
         // The document as sent (its own references intact), retrievable as a whole.
         let mut document = bundle.clone();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::store::new_id();
         document["id"] = json!(id);
         members.push(Member { res_type: "Bundle".into(), id, kind: "document", flags: Vec::new(), resource: document });
     }
-    let provenance_id = uuid::Uuid::new_v4().to_string();
+    let provenance_id = crate::store::new_id();
     let provenance = provenance(&provenance_id, &members, &institution, system, value, &submission_id);
     members.push(Member { res_type: "Provenance".into(), id: provenance_id, kind: "provenance", flags: Vec::new(), resource: provenance });
 
