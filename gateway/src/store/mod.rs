@@ -5,9 +5,11 @@
 //! commits many queued requests in one transaction (group commit, each request in its own
 //! SAVEPOINT so one failing request does not affect the others): one fsync serves many
 //! acknowledgements, and `synchronous=FULL` keeps every acknowledged write across a crash.
-//! PostgreSQL takes concurrent transactions from a pool and does its own group commit.
+//! PostgreSQL takes concurrent transactions from a pool; plain creates, the most frequent
+//! write, are also committed many at a time (`pg_creates`).
 
 mod apply;
+mod pg_creates;
 mod sqlite_writer;
 mod units;
 
@@ -79,7 +81,15 @@ struct Inner {
     engine: Engine,
     pool: AnyPool,
     index: Arc<SearchIndex>,
-    writer: Option<mpsc::Sender<sqlite_writer::Job>>,
+    /// SQLite: every write. PostgreSQL: plain creates only.
+    writer: mpsc::Sender<WriteJob>,
+}
+
+/// One request's writes, queued for a task that commits many requests together.
+pub(crate) struct WriteJob {
+    pub ops: Vec<Op>,
+    pub prepared: Vec<apply::Prepared>,
+    pub reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
 static MIGRATIONS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -122,9 +132,9 @@ impl Store {
                 // Checkpoints run beside the writer, not inside its commits.
                 sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
                 sqlite_writer::spawn_checkpointer(pool.clone());
-                Some(sqlite_writer::spawn(conn, index.clone()))
+                sqlite_writer::spawn(conn, index.clone())
             }
-            Engine::Postgres => None,
+            Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),
         };
         Ok(Store { inner: Arc::new(Inner { engine, pool, index, writer }) })
     }
@@ -140,22 +150,15 @@ impl Store {
     /// Apply `ops` atomically: either every op takes effect or none does.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
         let prepared = apply::prepare(&self.inner.index, &ops);
-        match &self.inner.writer {
-            Some(writer) => {
-                let (reply, answer) = oneshot::channel();
-                writer
-                    .send(sqlite_writer::Job { ops, prepared, reply })
-                    .await
-                    .map_err(|_| StoreError::WriterGone)?;
-                answer.await.map_err(|_| StoreError::WriterGone)?
-            }
-            None => {
-                let mut tx = self.inner.pool.begin().await?;
-                let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops, prepared).await?;
-                tx.commit().await?;
-                Ok(outcomes)
-            }
+        if self.inner.engine == Engine::Postgres && !pg_creates::takes(&ops, &prepared) {
+            let mut tx = self.inner.pool.begin().await?;
+            let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops, prepared).await?;
+            tx.commit().await?;
+            return Ok(outcomes);
         }
+        let (reply, answer) = oneshot::channel();
+        self.inner.writer.send(WriteJob { ops, prepared, reply }).await.map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// The current version of a resource (including a deletion tombstone).

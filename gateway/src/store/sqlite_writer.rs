@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use sqlx::{AnyConnection, Executor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
-    Engine, Op, Outcome, StoreError,
+    Engine, Op, Outcome, StoreError, WriteJob,
     apply::{Prepared, apply},
 };
 use crate::search::SearchIndex;
@@ -14,13 +14,7 @@ use crate::search::SearchIndex;
 /// Requests committed together at most; bounds the latency one batch adds.
 const MAX_BATCH: usize = 256;
 
-pub struct Job {
-    pub ops: Vec<Op>,
-    pub prepared: Vec<Prepared>,
-    pub reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
-}
-
-pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>) -> mpsc::Sender<Job> {
+pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>) -> mpsc::Sender<WriteJob> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     tokio::spawn(run(conn, index, receiver));
     sender
@@ -46,7 +40,7 @@ pub fn spawn_checkpointer(pool: sqlx::AnyPool) {
     });
 }
 
-async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<Job>) {
+async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<WriteJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let results = commit_batch(&mut conn, &index, &mut batch).await;
@@ -64,7 +58,7 @@ async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::
 async fn plain_creates_together(
     conn: &mut AnyConnection,
     index: &SearchIndex,
-    batch: &mut [Job],
+    batch: &mut [WriteJob],
 ) -> Option<Vec<Result<Vec<Outcome>, StoreError>>> {
     let mut resources = Vec::with_capacity(batch.len());
     let mut rows = Vec::with_capacity(batch.len());
@@ -97,7 +91,7 @@ async fn plain_creates_together(
 async fn commit_batch(
     conn: &mut AnyConnection,
     index: &SearchIndex,
-    batch: &mut [Job],
+    batch: &mut [WriteJob],
 ) -> Vec<Result<Vec<Outcome>, StoreError>> {
     let fail_all = |e: &dyn std::fmt::Display, n: usize| {
         (0..n).map(|_| Err(StoreError::Unavailable(format!("write not committed: {e}")))).collect()

@@ -1,0 +1,86 @@
+//! PostgreSQL's lane for plain creates (server-assigned id, no condition): the write most
+//! clients make most often. Queued creates are written together, a few multi-row statements and
+//! one commit for many requests, instead of a transaction with its own round trips and fsync
+//! each. Other writes keep their own pool transactions.
+
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, mpsc};
+
+use super::{
+    Engine, Outcome, StoreError, WriteJob,
+    apply::{self, Op, Prepared},
+};
+use crate::search::SearchIndex;
+
+/// Creates written together at most.
+const MAX_BATCH: usize = 256;
+/// Batches in flight at once: one commits while the next is written.
+const LANES: usize = 2;
+
+/// True when `ops` is one plain create whose index rows are ready.
+pub fn takes(ops: &[Op], prepared: &[Prepared]) -> bool {
+    matches!(
+        (ops, prepared),
+        ([Op::Create { if_none_exist: None, full_url: None, .. }], [Prepared::Rows(_)])
+    )
+}
+
+pub fn spawn(pool: AnyPool, index: Arc<SearchIndex>) -> mpsc::Sender<WriteJob> {
+    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    let receiver = Arc::new(Mutex::new(receiver));
+    for _ in 0..LANES {
+        let (pool, index, receiver) = (pool.clone(), index.clone(), receiver.clone());
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            loop {
+                if receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+                let results = write_batch(&pool, &index, &mut batch).await;
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+        });
+    }
+    sender
+}
+
+/// All creates in one transaction; should that fail, each in its own, so that one bad request
+/// cannot fail the others.
+async fn write_batch(pool: &AnyPool, index: &SearchIndex, batch: &mut [WriteJob]) -> Vec<Result<Vec<Outcome>, StoreError>> {
+    let mut resources = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        if let ([Op::Create { res_type, id, resource, .. }], [Prepared::Rows(r)]) = (&job.ops[..], &job.prepared[..]) {
+            resources.push((res_type.clone(), id.clone(), resource.clone()));
+            rows.push(r.clone());
+        }
+    }
+    let together = async {
+        let mut tx = pool.begin().await?;
+        let stored = apply::create_many(&mut tx, index, resources, Some(rows), super::now_micros()).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(stored)
+    }
+    .await;
+    match together {
+        Ok(stored) => stored.into_iter().map(|s| Ok(vec![Outcome::Created(s)])).collect(),
+        Err(_) => {
+            let mut results = Vec::with_capacity(batch.len());
+            for job in batch.iter_mut() {
+                let (ops, prepared) = (std::mem::take(&mut job.ops), std::mem::take(&mut job.prepared));
+                let alone = async {
+                    let mut tx = pool.begin().await?;
+                    let outcomes = apply::apply(&mut tx, Engine::Postgres, index, ops, prepared).await?;
+                    tx.commit().await?;
+                    Ok(outcomes)
+                };
+                results.push(alone.await);
+            }
+            results
+        }
+    }
+}
