@@ -61,8 +61,8 @@ pub enum Outcome {
 pub enum Prepared {
     Nothing,
     Rows(IndexRows),
-    /// One per member of a submission, in order.
-    Members(Vec<IndexRows>),
+    /// A submission's: one per member, in order, and the canonical Patient's.
+    Submission { members: Vec<IndexRows>, patient: IndexRows },
 }
 
 /// Index rows for every op whose resource is final. Ops of a transaction with fullUrls may
@@ -74,7 +74,10 @@ pub fn prepare(index: &SearchIndex, ops: &[Op]) -> Vec<Prepared> {
             Op::Create { res_type, resource, .. } | Op::Update { res_type, resource, .. } if !rewrites => {
                 Prepared::Rows(index.index(res_type, resource))
             }
-            Op::Submit(sub) => Prepared::Members(sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect()),
+            Op::Submit(sub) => Prepared::Submission {
+                members: sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect(),
+                patient: index.index("Patient", &sub.patient_resource),
+            },
             _ => Prepared::Nothing,
         })
         .collect()
@@ -111,7 +114,7 @@ pub async fn apply(
     for (n, op) in ops.into_iter().enumerate() {
         let (rows, members) = match prepared.next() {
             Some(Prepared::Rows(rows)) => (Some(rows), None),
-            Some(Prepared::Members(members)) => (None, Some(members)),
+            Some(Prepared::Submission { members, patient }) => (Some(patient), Some(members)),
             _ => (None, None),
         };
         let outcome = match op {
@@ -123,7 +126,7 @@ pub async fn apply(
                 update(conn, engine, index, res_type, id, resource, if_match, rows, now).await?
             }
             Op::Delete { res_type, id } => delete(conn, engine, &res_type, &id, now).await?,
-            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, members, now).await?),
+            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, members, rows, now).await?),
             Op::Withdraw { key, id, institution, receipt } => {
                 Outcome::Withdrawn(units::withdraw(conn, engine, &key, &id, &institution, &receipt, now).await?)
             }

@@ -71,8 +71,9 @@ pub async fn submit(
     conn: &mut AnyConnection,
     engine: Engine,
     index: &SearchIndex,
-    sub: Submission,
+    mut sub: Submission,
     member_rows: Option<Vec<IndexRows>>,
+    patient_rows: Option<IndexRows>,
     now: i64,
 ) -> Result<Submitted, StoreError> {
     lock_unit(conn, engine, &sub.unit).await?;
@@ -92,11 +93,13 @@ pub async fn submit(
             return Ok(Submitted { receipt: row.get(1), outcome: "unchanged" });
         }
     }
-    let replaced = remove_unit(conn, engine, &sub.unit, now).await?;
+    // The unit row and its members are written together, so no unit row means no members.
+    let replaced = current.is_some() && remove_unit(conn, engine, &sub.unit, now).await?;
     let outcome = if replaced { "replaced" } else { "accepted" };
 
-    write_patient(conn, engine, index, &sub, now).await?;
-    let resources = sub.members.iter().map(|m| (m.res_type.clone(), m.id.clone(), m.resource.clone())).collect();
+    write_patient(conn, engine, index, &sub, patient_rows, now).await?;
+    // The resources move into the store; the members' kinds and flags stay for the receipt.
+    let resources = sub.members.iter_mut().map(|m| (m.res_type.clone(), m.id.clone(), std::mem::take(&mut m.resource))).collect();
     apply::create_many(conn, index, resources, member_rows, now).await?;
     sqlx::query(
         "INSERT INTO submission_unit (patient_key, bundle_system, bundle_value, submission_id, content_hash, institution)
@@ -128,29 +131,52 @@ pub async fn submit(
         &member_args,
     )
     .await?;
-    for (system, code) in &sub.unmapped {
-        sqlx::query(
-            "INSERT INTO unmapped_code (institution, system, code, occurrences, first_seen, last_seen)
-             VALUES ($1, $2, $3, 1, $4, $4)
-             ON CONFLICT (institution, system, code)
-             DO UPDATE SET occurrences = unmapped_code.occurrences + 1, last_seen = excluded.last_seen",
-        )
-        .bind(&sub.institution)
-        .bind(system)
-        .bind(code)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
+    count_unmapped(conn, &sub.institution, &sub.unmapped, now).await?;
     let receipt = receipt::build(&sub, outcome, now).to_string();
     let log = LogRow { id: &sub.id, institution: &sub.institution, kind: sub.kind.as_str(), outcome, unit: Some(&sub.unit) };
     log_submission(conn, log, 0, sub.warnings.len() as i64, &receipt, now).await?;
     Ok(Submitted { receipt, outcome })
 }
 
+/// One upsert for all the codes no table mapped. A code seen twice in one submission counts
+/// twice, but appears once in the statement (PostgreSQL refuses to update a row twice in one).
+async fn count_unmapped(conn: &mut AnyConnection, institution: &str, codes: &[(String, String)], now: i64) -> Result<(), StoreError> {
+    let mut counts: std::collections::BTreeMap<&(String, String), i64> = std::collections::BTreeMap::new();
+    for code in codes {
+        *counts.entry(code).or_default() += 1;
+    }
+    let mut args = Vec::with_capacity(counts.len() * 6);
+    for ((system, code), n) in counts {
+        args.extend([
+            SqlArg::Text(institution.to_string()),
+            SqlArg::Text(system.clone()),
+            SqlArg::Text(code.clone()),
+            SqlArg::Int(n),
+            SqlArg::Int(now),
+            SqlArg::Int(now),
+        ]);
+    }
+    apply::insert_rows(
+        conn,
+        "INSERT INTO unmapped_code (institution, system, code, occurrences, first_seen, last_seen) VALUES ",
+        " ON CONFLICT (institution, system, code)
+          DO UPDATE SET occurrences = unmapped_code.occurrences + excluded.occurrences, last_seen = excluded.last_seen",
+        6,
+        &args,
+    )
+    .await
+}
+
 /// The canonical Patient takes the submitted demographics; an unchanged Patient (the common
 /// case: every unit of a patient carries the same one) writes no new version.
-async fn write_patient(conn: &mut AnyConnection, engine: Engine, index: &SearchIndex, sub: &Submission, now: i64) -> Result<(), StoreError> {
+async fn write_patient(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    index: &SearchIndex,
+    sub: &Submission,
+    rows: Option<IndexRows>,
+    now: i64,
+) -> Result<(), StoreError> {
     let id = sub.patient.patient_id();
     let current = sqlx::query("SELECT body FROM resource_current WHERE res_type = 'Patient' AND res_id = $1 AND deleted = 0")
         .bind(&id)
@@ -171,7 +197,7 @@ async fn write_patient(conn: &mut AnyConnection, engine: Engine, index: &SearchI
             return Ok(());
         }
     }
-    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, None, now).await?;
+    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, rows, now).await?;
     Ok(())
 }
 
