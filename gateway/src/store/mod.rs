@@ -8,6 +8,7 @@
 //! PostgreSQL takes concurrent transactions from a pool and does its own group commit.
 
 mod apply;
+mod mapping_registry;
 mod sqlite_writer;
 mod units;
 
@@ -30,6 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::search::{SearchIndex, SqlArg};
 
 pub use apply::{Op, Outcome, visit_references};
+pub use mapping_registry::{
+    ActivationRow, AuditRow, RegistryChange, RegistryRows, RemapCandidate, RemapJobRow, TableVersionRow,
+};
 pub use units::{Rejection, SharedItem, SubmissionHistory, Submitted};
 
 /// Which database engine a [`Store`] runs on.
