@@ -377,3 +377,51 @@ both_engines!(maintainer_workflow_end_to_end, |db| async move {
     let (_, all_after) = server.get("AuditEvent?_summary=count").await;
     assert_eq!(all_events["total"], all_after["total"], "a restart changes nothing");
 });
+
+both_engines!(maintainer_remap_job_resumes_after_restart, |db| async move {
+    let mut server = start(&db).await;
+    let (status, receipt) = server.post("$submit", &example(OBSERVATIONS)).await;
+    assert_eq!(status, 201, "{receipt}");
+    let (status, up) = upload_csv(&server, &corelab_v2()).await;
+    assert_eq!(status, 201, "{up}");
+    let (status, a) = post_parameters(&server, "ConceptMap/$activate-table", json!([
+        {"name": "name", "valueString": CORELAB}, {"name": "version", "valueString": "2.0.0"}])).await;
+    assert_eq!(status, 200, "{a}");
+    server.kill();
+    drop(server);
+    // A job left running by a process that stopped (table-filtered, nothing processed yet).
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO remap_job (id, state, table_name, requested_by, started_at, finished_at, total, processed, changed, skipped,
+                                    cursor_type, cursor_id, error)
+             VALUES ('interrupted-job', 'running', $1, 'alice', 1, 0, 1, 0, 0, 0, '', '', '')",
+        )
+        .bind(CORELAB)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let server = start(&db).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (status, s) = get(&server, "$remap-status/interrupted-job").await;
+        assert!(status == 200 || status == 202, "{s}");
+        if param(&s, "state")["valueCode"] != "running" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(param(&done, "state")["valueCode"], "done", "{done}");
+    assert_eq!(param(&done, "table")["valueString"], CORELAB);
+    // Only the three Observations with a core-lab code were looked at. Two changed: potassium
+    // (new target) and urine protein (same target, now marked as produced by 2.0.0).
+    assert_eq!(param(&done, "processed")["valueInteger"], 3, "{done}");
+    assert_eq!(param(&done, "changed")["valueInteger"], 2, "{done}");
+    let url = format!("http://jpfhir.jp/fhir/gateway/ConceptMap/{CORELAB}");
+    assert!(loinc_codings(&potassium_observation(&server).await).contains(&("6298-4".to_string(), format!("{url}|2.0.0"))));
+});
