@@ -117,6 +117,21 @@ async fn potassium_observation(server: &Server) -> Value {
     found["entry"][0]["resource"].clone()
 }
 
+/// Poll a re-mapping job's status until it is no longer running (202 while it runs).
+async fn finished_job(server: &Server, status_path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, s) = get(server, status_path).await;
+        let running = param(&s, "state")["valueCode"] == "running";
+        assert_eq!(status, if running { 202 } else { 200 }, "{s}");
+        if !running {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn loinc_codings(observation: &Value) -> Vec<(String, String)> {
     observation["code"]["coding"]
         .as_array()
@@ -289,16 +304,7 @@ both_engines!(maintainer_workflow_end_to_end, |db| async move {
     let location = headers["content-location"].to_str().unwrap().to_string();
     assert!(location.contains("/$remap-status/"), "{location}");
     let status_path = location.split("/fhir/").nth(1).unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (status, s) = get(&server, &status_path).await;
-        assert!(status == 200 || status == 202, "{s}");
-        if param(&s, "state")["valueCode"] != "running" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished_job(&server, &status_path).await;
     assert_eq!(param(&done, "state")["valueCode"], "done", "{done}");
     assert_eq!(param(&done, "requestedBy")["valueString"], "alice");
     assert!(param(&done, "changed")["valueInteger"].as_i64().unwrap() >= 1, "{done}");
@@ -406,16 +412,7 @@ both_engines!(maintainer_remap_job_resumes_after_restart, |db| async move {
         conn.close().await.unwrap();
     }
     let server = start(&db).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (status, s) = get(&server, "$remap-status/interrupted-job").await;
-        assert!(status == 200 || status == 202, "{s}");
-        if param(&s, "state")["valueCode"] != "running" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished_job(&server, "$remap-status/interrupted-job").await;
     assert_eq!(param(&done, "state")["valueCode"], "done", "{done}");
     assert_eq!(param(&done, "table")["valueString"], CORELAB);
     // Only the three Observations with a core-lab code were looked at. Two changed: potassium

@@ -67,7 +67,7 @@ pub async fn start(tables: &Arc<MappingTables>, table: Option<&str>, actor: &str
             cursor: (String::new(), String::new()),
             error: String::new(),
         };
-        tables.store().insert_remap_job(&job).await?;
+        tables.store().save_remap_job(&job).await?;
         Ok::<_, StoreError>(job)
     }
     .await;
@@ -91,7 +91,7 @@ pub async fn resume(tables: &Arc<MappingTables>) -> Result<(), StoreError> {
         other.state = "failed".into();
         other.finished_at = now_micros();
         other.error = format!("interrupted; job {} was resumed instead", job.id);
-        tables.store().update_remap_job(&other).await?;
+        tables.store().save_remap_job(&other).await?;
     }
     let systems = if job.table_name.is_empty() { Vec::new() } else { source_systems(tables, &job.table_name).unwrap_or_default() };
     *tables.remapper().running.lock().expect("lock") = Some(job.id.clone());
@@ -134,7 +134,7 @@ async fn run(tables: Arc<MappingTables>, mut job: RemapJobRow, systems: Vec<Stri
             job.changed += changed;
             job.skipped += skipped;
             job.total = job.total.max(job.processed);
-            store.update_remap_job(&job).await?;
+            store.save_remap_job(&job).await?;
         }
     }
     .await;
@@ -147,7 +147,7 @@ async fn run(tables: Arc<MappingTables>, mut job: RemapJobRow, systems: Vec<Stri
             job.error = e.to_string();
         }
     }
-    if let Err(e) = store.update_remap_job(&job).await {
+    if let Err(e) = store.save_remap_job(&job).await {
         tracing::error!(job = %job.id, error = %e, "saving the end of the re-mapping job failed");
     }
     *tables.remapper().running.lock().expect("lock") = None;

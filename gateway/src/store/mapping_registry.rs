@@ -260,38 +260,20 @@ impl super::Store {
         Ok(())
     }
 
-    /// Start a re-mapping job.
-    pub async fn insert_remap_job(&self, job: &RemapJobRow) -> Result<(), StoreError> {
+    /// Save a re-mapping job (new or with its progress and state).
+    pub async fn save_remap_job(&self, job: &RemapJobRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO remap_job ({REMAP_JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO remap_job ({REMAP_JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
+                 total = excluded.total, processed = excluded.processed, changed = excluded.changed,
+                 skipped = excluded.skipped, cursor_type = excluded.cursor_type, cursor_id = excluded.cursor_id,
+                 error = excluded.error"
         ))
         .bind(&job.id)
         .bind(&job.state)
         .bind(&job.table_name)
         .bind(&job.requested_by)
         .bind(job.started_at)
-        .bind(job.finished_at)
-        .bind(job.total)
-        .bind(job.processed)
-        .bind(job.changed)
-        .bind(job.skipped)
-        .bind(&job.cursor.0)
-        .bind(&job.cursor.1)
-        .bind(&job.error)
-        .execute(&self.inner.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Save a job's progress and state.
-    pub async fn update_remap_job(&self, job: &RemapJobRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE remap_job SET state = $2, finished_at = $3, total = $4, processed = $5, changed = $6, skipped = $7,
-                                  cursor_type = $8, cursor_id = $9, error = $10
-             WHERE id = $1",
-        )
-        .bind(&job.id)
-        .bind(&job.state)
         .bind(job.finished_at)
         .bind(job.total)
         .bind(job.processed)
