@@ -124,15 +124,24 @@ impl MappingTables {
     /// The mapper for today. When the date has changed since it was built, it is rebuilt first,
     /// so an activation dated in the future takes effect on its date without a restart.
     pub fn mapper(&self) -> Arc<Mapper> {
+        self.today().mapper.clone()
+    }
+
+    /// Make sure `$translate` answers with today's versions (as [`mapper`](Self::mapper) does).
+    pub fn refresh(&self) {
+        self.today();
+    }
+
+    fn today(&self) -> Arc<Live> {
         let live = self.live.read().expect("lock").clone();
         if live.day == day_number() {
-            return live.mapper.clone();
+            return live;
         }
         let mut guard = self.live.write().expect("lock");
         if guard.day != day_number() {
             *guard = Arc::new(self.build(guard.registry.clone()));
         }
-        guard.mapper.clone()
+        guard.clone()
     }
 
     /// The registry as published.

@@ -44,6 +44,9 @@ fn terminology_op(state: &SharedState, res_type: &str, op: &str, pairs: &[(Strin
     if !known {
         return None;
     }
+    if res_type == "ConceptMap" {
+        state.mapping.refresh();
+    }
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Some(match state.terminology.run_operation(&format!("{res_type}/${op}"), &pairs) {
         Ok(body) => Ok(fhir_response(StatusCode::OK, body.to_string())),
