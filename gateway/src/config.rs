@@ -28,6 +28,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Shared secret that verifies HS256-signed bearer tokens (at least 32 bytes). Unset: no
+    /// token issuer, and the operations that need a token (terminology maintenance) answer 401.
+    pub jwt_hs256_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -49,6 +52,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             db_pool_size: 16,
             log_format: LogFormat::Text,
+            jwt_hs256_secret: None,
         }
     }
 }
@@ -76,6 +80,7 @@ const ENV_SETTINGS: &[&str] = &[
     "GATEWAY_DB_POOL_SIZE",
     "GATEWAY_LOG_FORMAT",
     "GATEWAY_LOG",
+    "GATEWAY_JWT_HS256_SECRET",
 ];
 
 impl Config {
@@ -137,6 +142,7 @@ impl Config {
                     config.db_pool_size =
                         value.parse().map_err(|_| invalid(name, "expected a number"))?
                 }
+                "GATEWAY_JWT_HS256_SECRET" => config.jwt_hs256_secret = Some(value.clone()),
                 "GATEWAY_LOG_FORMAT" => {
                     config.log_format = match value.as_str() {
                         "text" => LogFormat::Text,
@@ -175,6 +181,14 @@ impl Config {
         if self.db_pool_size == 0 {
             return Err(invalid("db_pool_size", "must be at least 1"));
         }
+        if let Some(secret) = &self.jwt_hs256_secret
+            && secret.len() < crate::auth::MIN_SECRET_BYTES
+        {
+            return Err(invalid(
+                "jwt_hs256_secret",
+                &format!("must be at least {} bytes long (HS256 keys shorter than the hash are weak)", crate::auth::MIN_SECRET_BYTES),
+            ));
+        }
         Ok(())
     }
 }
@@ -212,6 +226,24 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\ndatabse_url = \"x\"\n").unwrap();
         let err = Config::load(Some(path), &[]).unwrap_err();
         assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_named() {
+        let err = Config::load(
+            None,
+            &env(&[
+                ("GATEWAY_PACKAGES", "/tmp"),
+                ("GATEWAY_MAPPING_TABLES", "/tmp"),
+                ("GATEWAY_DEFINITIONS", "/tmp"),
+                ("GATEWAY_CHECKUP_PACKAGES", ""),
+                ("GATEWAY_JWT_HS256_SECRET", "too-short"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("jwt_hs256_secret"), "{err}");
+        // the secret itself is never echoed
+        assert!(!err.to_string().contains("too-short"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The CLINS FHIR gateway: configuration, storage, search and the REST API.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod mapping;
 pub mod metrics;

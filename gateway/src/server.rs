@@ -39,18 +39,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let index = Arc::new(SearchIndex::new(packages.clone()));
     let terminology = terminology::TerminologyService::load(Some(packages.clone()), &[], &[])
         .context("building the terminology service")?;
-    let mapper = crate::mapping::load(&config.mapping_tables, &terminology)?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "packages and mapping tables loaded");
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "packages loaded");
     let store = Store::open(&config.database_url, config.db_pool_size, index.clone())
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+    let mapping = crate::mapping::MappingTables::start(&config.mapping_tables, terminology.clone(), store.clone()).await?;
+    crate::mapping::remap::resume(&mapping).await.context("resuming the re-mapping job")?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "mapping tables loaded");
     let capability = api::capability_statement(&index, crate::operations::OPERATIONS);
     let state = Arc::new(AppState {
         store,
         validator: fhir_profiles::Validator::with_terminology(packages, terminology.clone()),
         checkup_validator,
         terminology,
-        mapper,
+        mapping,
+        auth: crate::auth::Auth::new(config.jwt_hs256_secret.as_deref()),
         metrics: Metrics::new(),
         max_body_bytes: config.max_body_bytes,
         capability,

@@ -192,6 +192,27 @@ impl TableRegistry {
         Mapper::new(&self.active_at(date), systems)
     }
 
+    /// Rebuild a registry from persisted rows: the versions in upload order, the activations in
+    /// force (with their sequence numbers) and the audit trail. Later actions are numbered after
+    /// the highest sequence number seen.
+    pub fn restore(versions: Vec<MappingTable>, activations: Vec<(String, Activation)>, audit: Vec<AuditRecord>) -> Result<TableRegistry, RegistryError> {
+        let mut reg = TableRegistry::new();
+        for t in versions {
+            reg.tables.entry(t.meta.name.clone()).or_default().versions.push(Arc::new(t));
+        }
+        for (name, a) in activations {
+            let h = reg.tables.get_mut(&name).ok_or_else(|| RegistryError::Data(format!("activation {} of unknown table '{name}'", a.seq)))?;
+            if !h.versions.iter().any(|v| v.meta.version == a.version) {
+                return Err(RegistryError::Data(format!("activation {} of unknown version '{}' of '{name}'", a.seq, a.version)));
+            }
+            reg.next_seq = reg.next_seq.max(a.seq);
+            h.activations.push(a);
+        }
+        reg.next_seq = reg.next_seq.max(audit.iter().map(|a| a.seq).max().unwrap_or(0));
+        reg.audit = audit;
+        Ok(reg)
+    }
+
     /// Serialize (tables, activations, audit) as JSON for persistence.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("registry serializes")

@@ -333,3 +333,30 @@ fn shipped_tables_translate() {
     let p = t.run_operation("ConceptMap/$translate", &[("system", "urn:oid:1.2.392.100495.20.2.73"), ("code", "2171022F1010")]).unwrap();
     assert_eq!(part(params(&p, "match")[0], "concept").unwrap()["code"], "17767");
 }
+
+#[test]
+fn registry_restored_from_rows_keeps_activations_and_numbering() {
+    let mut reg = TableRegistry::new();
+    let v1 = parse("L1,,1920-8,AST,equivalent,\n").unwrap();
+    let v2 = MappingTable::parse_csv(&format!("{}L1,,1742-6,ALT,equivalent,\n", HEADER.replace("# version: 1", "# version: 2")), &CheckOptions::default()).unwrap();
+    reg.upload(v1.clone(), "a").unwrap();
+    reg.activate("t1", "1", "2026-01-01", "a").unwrap();
+    reg.upload(v2.clone(), "a").unwrap();
+    reg.activate("t1", "2", "2026-06-01", "a").unwrap();
+    reg.activate("t1", "2", "2027-01-01", "a").unwrap();
+    reg.rollback("t1", "a").unwrap();
+    // what a database holds: versions in upload order, the activations in force, the audit trail
+    let activations = reg.tables["t1"].activations.iter().map(|a| ("t1".to_string(), a.clone())).collect();
+    let mut back = TableRegistry::restore(vec![v1, v2], activations, reg.audit.clone()).unwrap();
+    for date in ["2025-12-31", "2026-01-01", "2026-06-01", "2027-01-02"] {
+        assert_eq!(back.version_active_at("t1", date).map(|t| t.meta.version.clone()), reg.version_active_at("t1", date).map(|t| t.meta.version.clone()), "{date}");
+    }
+    // later actions are numbered after every restored one
+    back.activate("t1", "1", "2026-06-01", "b").unwrap();
+    let last = back.tables["t1"].activations.last().unwrap().seq;
+    assert!(last > reg.audit.iter().map(|a| a.seq).max().unwrap(), "{last}");
+    assert_eq!(back.version_active_at("t1", "2026-06-01").unwrap().meta.version, "1", "same date: the later action wins");
+    // an activation of a version that is not there is refused
+    let bad = vec![("t1".to_string(), terminology::registry::Activation { version: "9".into(), from: "2026-01-01".into(), seq: 1 })];
+    assert!(TableRegistry::restore(vec![parse("L1,,1,,equivalent,\n").unwrap()], bad, Vec::new()).is_err());
+}

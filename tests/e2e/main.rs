@@ -3,6 +3,7 @@
 mod harness;
 
 mod crash;
+mod maintainer;
 mod rest;
 mod search;
 mod startup;

@@ -15,11 +15,11 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::Value;
 
-use crate::{metrics::Metrics, store::Store};
+use crate::{metrics::Metrics, operations::maintainer, store::Store};
 pub use outcome::{ApiError, FHIR_JSON, OutcomeIssue, operation_outcome};
 
 pub struct AppState {
@@ -29,8 +29,11 @@ pub struct AppState {
     /// configured, such reports are refused).
     pub checkup_validator: Option<fhir_profiles::Validator>,
     pub terminology: Arc<terminology::TerminologyService>,
-    /// Adds international codings to submitted resources (the active mapping tables).
-    pub mapper: Arc<terminology::Mapper>,
+    /// The mapping tables: registry, today's mapper (adds international codings to submitted
+    /// resources), maintainer changes and re-mapping jobs.
+    pub mapping: Arc<crate::mapping::MappingTables>,
+    /// Verifies bearer tokens (maintainer operations).
+    pub auth: crate::auth::Auth,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     /// The CapabilityStatement, built once at start-up.
@@ -43,6 +46,13 @@ pub fn router(state: SharedState) -> Router {
     let fhir = Router::new()
         .route("/", get(rest::not_allowed).post(bundle::post_base))
         .route("/metadata", get(capability::metadata))
+        .route("/ConceptMap/$upload-table", post(maintainer::upload_table))
+        .route("/ConceptMap/$table-diff", get(maintainer::table_diff))
+        .route("/ConceptMap/$activate-table", post(maintainer::activate_table))
+        .route("/ConceptMap/$rollback-table", post(maintainer::rollback_table))
+        .route("/ConceptMap/$tables", get(maintainer::tables))
+        .route("/$remap", post(maintainer::remap))
+        .route("/$remap-status/{id}", get(maintainer::remap_status))
         .route("/_history", get(rest::history_system))
         .route("/{type}", get(rest::search_get).post(rest::create_or_operation))
         .route("/{type}/{id}", get(rest::read).put(rest::update).delete(rest::delete).post(rest::post_type_path))

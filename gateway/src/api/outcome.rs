@@ -1,7 +1,7 @@
 //! Errors as FHIR OperationOutcomes with an honest HTTP status.
 
 use axum::{
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
@@ -23,6 +23,8 @@ pub struct OutcomeIssue {
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<OutcomeIssue>,
+    /// Extra response headers (e.g. `WWW-Authenticate` on a 401).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -30,7 +32,19 @@ impl ApiError {
         ApiError {
             status,
             issues: vec![OutcomeIssue { severity: "error", code, diagnostics: diagnostics.into(), expression: None }],
+            headers: Vec::new(),
         }
+    }
+
+    /// Add an issue.
+    pub fn and(mut self, issue: OutcomeIssue) -> ApiError {
+        self.issues.push(issue);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        self.headers.push((name, crate::auth::header_value(value)));
+        self
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> ApiError {
@@ -72,6 +86,9 @@ impl IntoResponse for ApiError {
         let body = operation_outcome(&self.issues).to_string();
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body is never read: the connection cannot carry another request.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));

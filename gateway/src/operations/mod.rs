@@ -1,5 +1,6 @@
 //! FHIR operations (`$name`).
 
+pub mod maintainer;
 mod submit;
 
 use axum::{
@@ -24,6 +25,14 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("validate-code", "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"),
     ("expand", "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"),
     ("translate", "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate"),
+    // terminology maintainers (bearer token with a ConceptMap write scope)
+    ("upload-table", "http://jpfhir.jp/fhir/gateway/OperationDefinition/ConceptMap-upload-table"),
+    ("table-diff", "http://jpfhir.jp/fhir/gateway/OperationDefinition/ConceptMap-table-diff"),
+    ("activate-table", "http://jpfhir.jp/fhir/gateway/OperationDefinition/ConceptMap-activate-table"),
+    ("rollback-table", "http://jpfhir.jp/fhir/gateway/OperationDefinition/ConceptMap-rollback-table"),
+    ("tables", "http://jpfhir.jp/fhir/gateway/OperationDefinition/ConceptMap-tables"),
+    ("remap", "http://jpfhir.jp/fhir/gateway/OperationDefinition/remap"),
+    ("remap-status", "http://jpfhir.jp/fhir/gateway/OperationDefinition/remap-status"),
 ];
 
 /// Terminology operations at the type level (`CodeSystem/$lookup`, `ValueSet/$expand`, ...).
@@ -34,6 +43,9 @@ fn terminology_op(state: &SharedState, res_type: &str, op: &str, pairs: &[(Strin
     );
     if !known {
         return None;
+    }
+    if res_type == "ConceptMap" {
+        state.mapping.refresh();
     }
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Some(match state.terminology.run_operation(&format!("{res_type}/${op}"), &pairs) {

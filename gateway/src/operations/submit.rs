@@ -48,7 +48,7 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
         Ok(sub) => sub,
         Err(refusal) => return reject(state, &institution, kind.as_str(), None, vec![refusal_issue(refusal)], 0).await,
     };
-    sub.map_codes(&state.mapper);
+    sub.map_codes(&state.mapping.mapper());
     let outcome = state.store.write(vec![Op::Submit(Box::new(sub))]).await?.pop().expect("one outcome");
     let Outcome::Submitted(done) = outcome else { unreachable!("a submission yields Submitted") };
     state.metrics.count_submission(kind.as_str(), done.outcome);

@@ -9,6 +9,7 @@
 //! write, are also committed many at a time (`pg_creates`).
 
 mod apply;
+mod mapping_registry;
 mod pg_creates;
 mod sqlite_writer;
 mod units;
@@ -32,6 +33,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::search::{SearchIndex, SqlArg};
 
 pub use apply::{Op, Outcome, visit_references};
+pub use mapping_registry::{
+    ActivationRow, AuditRow, RegistryChange, RegistryRows, RemapCandidate, RemapJobRow, TableVersionRow,
+};
 pub use units::{Rejection, SharedItem, SubmissionHistory, Submitted};
 
 /// Which database engine a [`Store`] runs on.
