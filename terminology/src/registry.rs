@@ -86,6 +86,20 @@ fn check_date(d: &str) -> Result<(), RegistryError> {
     if d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok() { Ok(()) } else { Err(RegistryError::InvalidDate(d.to_string())) }
 }
 
+/// Japan Standard Time is UTC+9 all year (no daylight saving). Effective and activation dates
+/// are Japanese calendar dates: a table activated "from 2026-12-01" applies from midnight in Japan.
+const JST_OFFSET_SECONDS: i64 = 9 * 3600;
+
+/// Today's date in Japan, `YYYY-MM-DD`: the date activations are compared with.
+pub fn today() -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(JST_OFFSET_SECONDS)).format("%Y-%m-%d").to_string()
+}
+
+/// Days since 1970-01-01 in Japan: changes exactly when [`today`] does.
+pub fn day_number() -> i64 {
+    (chrono::Utc::now().timestamp() + JST_OFFSET_SECONDS).div_euclid(86_400)
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -110,8 +124,7 @@ impl TableRegistry {
     pub fn upload(&mut self, table: MappingTable, actor: &str) -> Result<UploadOutcome, RegistryError> {
         let name = table.meta.name.clone();
         let version = table.meta.version.clone();
-        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let current = self.version_active_at(&name, &today).or_else(|| self.tables.get(&name).and_then(|h| h.versions.last().cloned()));
+        let current = self.version_active_at(&name, &today()).or_else(|| self.tables.get(&name).and_then(|h| h.versions.last().cloned()));
         if let Some(h) = self.tables.get(&name)
             && let Some(existing) = h.versions.iter().find(|v| v.meta.version == version) {
                 if existing.meta == table.meta && existing.rows.iter().zip(&table.rows).all(|(a, b)| a.source_code == b.source_code && a.target_code == b.target_code && a.equivalence == b.equivalence && a.comment == b.comment && a.source_display == b.source_display && a.target_display == b.target_display) && existing.rows.len() == table.rows.len() {
@@ -149,8 +162,7 @@ impl TableRegistry {
             return Err(RegistryError::NothingToRollBack(name.to_string()));
         };
         let undone = h.activations.remove(pos);
-        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let now_active = self.version_active_at(name, &today).map(|t| t.meta.version.clone());
+        let now_active = self.version_active_at(name, &today()).map(|t| t.meta.version.clone());
         self.audit(actor, "rollback", name, Some(&undone.version), format!("undid activation of {} from {}; active today: {}", undone.version, undone.from, now_active.as_deref().unwrap_or("none")));
         Ok(now_active)
     }

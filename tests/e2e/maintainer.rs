@@ -83,8 +83,9 @@ fn part<'a>(p: &'a Value, name: &str) -> &'a Value {
     p["part"].as_array().and_then(|ps| ps.iter().find(|x| x["name"] == name)).unwrap_or(&Value::Null)
 }
 
+/// Tomorrow in Japan (UTC+9), where activation dates are calendar dates.
 fn tomorrow() -> String {
-    (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string()
+    (chrono::Utc::now() + chrono::Duration::hours(9 + 24)).format("%Y-%m-%d").to_string()
 }
 
 /// Version 2.0.0 of the core-lab table, written to a temporary directory: potassium maps to

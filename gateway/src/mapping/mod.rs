@@ -29,14 +29,8 @@ use crate::{
 /// The actor of the changes made at start-up from the `mapping_tables` directory.
 pub const STARTUP_ACTOR: &str = "gateway start-up (mapping_tables directory)";
 
-/// Today (UTC), `YYYY-MM-DD`: the date activations are compared with.
-pub fn today() -> String {
-    chrono::Utc::now().format("%Y-%m-%d").to_string()
-}
-
-fn day_number() -> i64 {
-    chrono::Utc::now().timestamp().div_euclid(86_400)
-}
+use terminology::registry::day_number;
+pub use terminology::registry::today;
 
 /// What submissions are mapped with: the registry and its mapper for one day.
 struct Live {
