@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{AnyConnection, Executor};
+use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
@@ -24,16 +24,26 @@ pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>) -> mpsc::Sender<Write
 /// than inside its commits. A PASSIVE checkpoint alone never lets the WAL start over while
 /// writes keep coming (there are always frames newer than the checkpoint), so the file grew
 /// without bound (2 GB in 12 s of creates) and every frame landed on newly allocated blocks.
-/// The RESTART that follows the PASSIVE pass holds the writer only for the few frames written
-/// in between, and lets the next transaction reuse the WAL from its start.
+/// Once the WAL is past a size, a RESTART follows the PASSIVE pass: it holds the writer only for
+/// the frames written in between, and lets the next transaction reuse the WAL from its start.
 pub fn spawn_checkpointer(pool: sqlx::AnyPool) {
+    /// 16 MB of 4 KB pages: big enough that the writer is rarely held, small enough to stay cached.
+    const RESTART_AFTER_FRAMES: i64 = 4096;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tick.tick().await;
-            for mode in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"] {
-                if let Err(e) = sqlx::query(mode).execute(&pool).await {
+            // The result row: (busy, frames in the WAL, frames copied back).
+            let frames = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+                Ok(row) => row.try_get::<i64, _>(1).unwrap_or(0),
+                Err(e) => {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
+                    continue;
+                }
+            };
+            if frames > RESTART_AFTER_FRAMES {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await {
+                    tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
                 }
             }
         }
