@@ -135,8 +135,8 @@ impl Store {
                 let mut conn = pool.acquire().await?.detach();
                 // Checkpoints run beside the writer, not inside its commits.
                 sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
-                sqlite_writer::spawn_checkpointer(pool.clone());
-                sqlite_writer::spawn(conn, index.clone())
+                let restart_wanted = sqlite_writer::spawn_checkpointer(pool.clone());
+                sqlite_writer::spawn(conn, index.clone(), restart_wanted)
             }
             Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),
         };

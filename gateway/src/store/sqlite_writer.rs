@@ -1,6 +1,9 @@
 //! SQLite's single writer: takes queued write requests and commits them in batches.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::mpsc;
@@ -14,49 +17,52 @@ use crate::search::SearchIndex;
 /// Requests committed together at most; bounds the latency one batch adds.
 const MAX_BATCH: usize = 256;
 
-pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>) -> mpsc::Sender<WriteJob> {
-    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(conn, index, receiver));
-    sender
-}
-
 /// Copy the WAL back into the database file a few times a second, beside the writer rather
-/// than inside its commits. A PASSIVE checkpoint alone never lets the WAL start over while
-/// writes keep coming (there are always frames newer than the checkpoint), so the file grew
-/// without bound (2 GB in 12 s of creates) and every frame landed on newly allocated blocks.
-/// Once the WAL is past a size, a RESTART follows the PASSIVE pass: it holds the writer only for
-/// the frames written in between, and lets the next transaction reuse the WAL from its start.
-pub fn spawn_checkpointer(pool: sqlx::AnyPool) {
-    /// 16 MB of 4 KB pages: big enough that the writer is rarely held, small enough to stay cached.
+/// than inside its commits (PASSIVE: never blocks anyone). That alone never lets the WAL start
+/// over while writes keep coming (there are always frames newer than the checkpoint), so the file
+/// grew without bound (2 GB in 12 s of creates) and every frame landed on newly allocated blocks.
+/// Past a size, the checkpointer asks the writer to RESTART the WAL between two batches: by then
+/// PASSIVE passes have copied nearly everything, and the writer waits at most for readers to
+/// finish a statement (a RESTART from here had to wait for the writer's lock, and the writer then
+/// for it, each in the busy handler's growing sleeps: 200 ms create latencies).
+pub fn spawn_checkpointer(pool: sqlx::AnyPool) -> Arc<AtomicBool> {
+    /// 16 MB of 4 KB pages: big enough that restarts are rare, small enough to stay cached.
     const RESTART_AFTER_FRAMES: i64 = 4096;
+    let restart_wanted = Arc::new(AtomicBool::new(false));
+    let flag = restart_wanted.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tick.tick().await;
             // The result row: (busy, frames in the WAL, frames copied back).
-            let frames = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
-                Ok(row) => row.try_get::<i64, _>(1).unwrap_or(0),
-                Err(e) => {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                    continue;
-                }
-            };
-            if frames > RESTART_AFTER_FRAMES {
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await {
-                    tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
-                }
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+                Ok(row) if row.try_get::<i64, _>(1).unwrap_or(0) > RESTART_AFTER_FRAMES => flag.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
             }
         }
     });
+    restart_wanted
 }
 
-async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<WriteJob>) {
+pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>, restart_wanted: Arc<AtomicBool>) -> mpsc::Sender<WriteJob> {
+    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    tokio::spawn(run(conn, index, receiver, restart_wanted));
+    sender
+}
+
+async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<WriteJob>, restart_wanted: Arc<AtomicBool>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let results = commit_batch(&mut conn, &index, &mut batch).await;
         for (job, result) in batch.drain(..).zip(results) {
             // The requester may have gone away; its write is committed regardless.
             let _ = job.reply.send(result);
+        }
+        if restart_wanted.swap(false, Ordering::Relaxed) {
+            if let Err(e) = conn.execute("PRAGMA wal_checkpoint(RESTART)").await {
+                tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
+            }
         }
     }
 }
