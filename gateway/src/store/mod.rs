@@ -136,7 +136,7 @@ impl Store {
                 // Checkpoints run beside the writer, not inside its commits.
                 sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
                 let restart_wanted = sqlite_writer::spawn_checkpointer(pool.clone());
-                sqlite_writer::spawn(conn, index.clone(), restart_wanted)
+                sqlite_writer::spawn(conn, index.clone(), restart_wanted).map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?
             }
             Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),
         };

@@ -45,10 +45,17 @@ pub fn spawn_checkpointer(pool: sqlx::AnyPool) -> Arc<AtomicBool> {
     restart_wanted
 }
 
-pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>, restart_wanted: Arc<AtomicBool>) -> mpsc::Sender<WriteJob> {
+/// The writer runs on a thread of its own. Each statement is a round trip to sqlx's SQLite
+/// thread; on the shared runtime every return waited for a worker to finish whatever request it
+/// was validating (up to a millisecond, some twenty times per submission), which bounded
+/// submissions to about 150/s with the cores half idle.
+pub fn spawn(conn: AnyConnection, index: Arc<SearchIndex>, restart_wanted: Arc<AtomicBool>) -> std::io::Result<mpsc::Sender<WriteJob>> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(conn, index, receiver, restart_wanted));
-    sender
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || runtime.block_on(run(conn, index, receiver, restart_wanted)))?;
+    Ok(sender)
 }
 
 async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::Receiver<WriteJob>, restart_wanted: Arc<AtomicBool>) {
