@@ -66,10 +66,10 @@ async fn run(mut conn: AnyConnection, index: Arc<SearchIndex>, mut queue: mpsc::
             // The requester may have gone away; its write is committed regardless.
             let _ = job.reply.send(result);
         }
-        if restart_wanted.swap(false, Ordering::Relaxed) {
-            if let Err(e) = conn.execute("PRAGMA wal_checkpoint(RESTART)").await {
-                tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
-            }
+        if restart_wanted.swap(false, Ordering::Relaxed)
+            && let Err(e) = conn.execute("PRAGMA wal_checkpoint(RESTART)").await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
         }
     }
 }
@@ -122,10 +122,10 @@ async fn commit_batch(
     if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
         return fail_all(&e, batch.len());
     }
-    if batch.len() > 1 {
-        if let Some(results) = plain_creates_together(conn, index, batch).await {
-            return results;
-        }
+    if batch.len() > 1
+        && let Some(results) = plain_creates_together(conn, index, batch).await
+    {
+        return results;
     }
     // A lone job needs no savepoint: its failure rolls the whole transaction back.
     if let [job] = batch {
