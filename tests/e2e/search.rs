@@ -114,4 +114,21 @@ both_engines!(search_parameters, |db| async move {
     assert_eq!(status, 400);
     let (status, _) = server.get("Observation?subject.name=x").await;
     assert_eq!(status, 400);
+
+    // `combo-*` parameters (code or component code) are answered by the rows of their parts.
+    let mut pressure = observation(&pid, "85354-9", "2024-04-01", "final", 0.0);
+    pressure.as_object_mut().unwrap().remove("valueQuantity");
+    pressure["component"] = json!([{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+        "valueQuantity": {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]);
+    assert_eq!(server.post("Observation", &pressure).await.0, 201);
+    assert_eq!(total("combo-code=8480-6").await, 1);
+    assert_eq!(total("combo-code=2345-7").await, 4);
+    assert_eq!(total("combo-code=http://loinc.org|85354-9").await, 1);
+    assert_eq!(total("component-code=8480-6").await, 1);
+    assert_eq!(total("code=8480-6").await, 0);
+    assert_eq!(total("combo-value-quantity=gt100").await, 3);
+    assert_eq!(total("combo-code:missing=true").await, 0);
+    assert_eq!(total("combo-code:not=8480-6").await, 5);
+    let (_, sorted) = server.get("Observation?combo-code=8480-6,718-7&_sort=combo-code").await;
+    assert_eq!(ids(&sorted), ["2024-02-15", "2024-04-01"]);
 });

@@ -63,6 +63,8 @@ impl ParamKind {
 
 /// One search parameter as it applies to one resource type.
 pub struct SearchParam {
+    /// The expression text for this resource type (`expression` parsed).
+    pub source: String,
     pub code: String,
     pub kind: ParamKind,
     pub url: String,
@@ -71,6 +73,17 @@ pub struct SearchParam {
     pub expression: fhirpath::Expression,
     /// Resource types a reference parameter may point to.
     pub targets: Vec<String>,
+    /// The parameters whose index rows this one's would repeat, when its expression is exactly
+    /// the union of theirs (`combo-code` = `code` | `component-code`): it then stores no rows of
+    /// its own and is searched through theirs. Empty: it has its own rows.
+    pub rows_of: Vec<String>,
+}
+
+impl SearchParam {
+    /// The `param` values of the index rows that answer for this parameter.
+    pub fn row_params(&self) -> Vec<&str> {
+        if self.rows_of.is_empty() { vec![self.code.as_str()] } else { self.rows_of.iter().map(String::as_str).collect() }
+    }
 }
 
 /// Every indexed search parameter, by resource type, plus the type model the expressions need.
@@ -84,7 +97,7 @@ impl SearchIndex {
     /// Build from SearchParameter resources. Parameters of `Resource`/`DomainResource` apply to
     /// every resource type; those whose expression cannot be parsed are skipped with a warning.
     pub fn new(packages: Arc<fhir_profiles::PackageStore>) -> SearchIndex {
-        let mut by_type: HashMap<String, Vec<Arc<SearchParam>>> = HashMap::new();
+        let mut by_type: HashMap<String, Vec<SearchParam>> = HashMap::new();
         let mut inherited: Vec<(String, Value)> = Vec::new();
         for def in packages.search_parameters() {
             let (Some(code), Some(kind), Some(expression)) = (
@@ -104,7 +117,7 @@ impl SearchIndex {
                     continue;
                 }
                 if let Some(param) = compile(base, code, kind, expression, def) {
-                    by_type.entry(base.to_string()).or_default().push(Arc::new(param));
+                    by_type.entry(base.to_string()).or_default().push(param);
                 }
             }
         }
@@ -118,10 +131,17 @@ impl SearchIndex {
                 let kind = def["type"].as_str().and_then(ParamKind::parse).expect("filtered above");
                 let expression = def["expression"].as_str().unwrap_or_default().replace(&format!("{base}."), &format!("{res_type}."));
                 if let Some(param) = compile(res_type, code, kind, &expression, &def) {
-                    by_type.get_mut(res_type).expect("known type").push(Arc::new(param));
+                    by_type.get_mut(res_type).expect("known type").push(param);
                 }
             }
         }
+        let by_type = by_type
+            .into_iter()
+            .map(|(res_type, mut params)| {
+                find_unions(&mut params);
+                (res_type, params.into_iter().map(Arc::new).collect())
+            })
+            .collect();
         SearchIndex { packages, by_type }
     }
 
@@ -147,7 +167,7 @@ impl SearchIndex {
     pub fn index(&self, res_type: &str, resource: &Value) -> IndexRows {
         let mut rows = IndexRows::default();
         let ctx = fhirpath::Context::new(self.model()).with_resource(resource);
-        for param in self.by_type.get(res_type).into_iter().flatten() {
+        for param in self.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
             match fhirpath::evaluate(&param.expression, &ctx, resource, res_type) {
                 Ok(items) => extract::add_rows(&mut rows, param, &items),
                 Err(e) => tracing::debug!(param = %param.code, error = %e, "search expression failed"),
@@ -157,10 +177,48 @@ impl SearchIndex {
     }
 }
 
+/// Mark each parameter whose expression alternatives are exactly the union of those of other
+/// parameters of the same kind (each of which has rows of its own): its rows would repeat theirs.
+/// About a fifth of an Observation's index rows were such repeats (`combo-code`,
+/// `combo-value-quantity`, `combo-data-absent-reason`).
+fn find_unions(params: &mut [SearchParam]) {
+    let parts: Vec<std::collections::BTreeSet<String>> = params
+        .iter()
+        .map(|p| split_top_level_union(&p.source).into_iter().map(|a| a.split_whitespace().collect::<Vec<_>>().join(" ")).collect())
+        .collect();
+    // Fewest alternatives first, so that whether a candidate has rows of its own is settled
+    // before it is used: a union never stands in for another.
+    let mut order: Vec<usize> = (0..params.len()).collect();
+    order.sort_by_key(|&n| parts[n].len());
+    for &n in &order {
+        if parts[n].len() < 2 {
+            continue;
+        }
+        let mut covered = std::collections::BTreeSet::new();
+        let mut codes = Vec::new();
+        for (m, other) in params.iter().enumerate() {
+            let stands_in = m != n
+                && other.kind == params[n].kind
+                && other.rows_of.is_empty()
+                && parts[m].len() < parts[n].len()
+                && parts[m].is_subset(&parts[n]);
+            if stands_in {
+                covered.extend(parts[m].iter().cloned());
+                codes.push(other.code.clone());
+            }
+        }
+        if covered == parts[n] {
+            params[n].rows_of = codes;
+        }
+    }
+}
+
 fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &Value) -> Option<SearchParam> {
     let own = expression_for_type(expression, res_type)?;
     match fhirpath::Expression::parse(&own) {
         Ok(expression) => Some(SearchParam {
+            source: own,
+            rows_of: Vec::new(),
             code: code.to_string(),
             kind,
             url: def["url"].as_str().unwrap_or_default().to_string(),
@@ -231,5 +289,32 @@ mod tests {
             "Observation.subject.where(resolve() is Patient)"
         );
         assert_eq!(split_top_level_union("a.where(x='|') | b").len(), 2);
+    }
+
+    #[test]
+    fn union_parameters_are_answered_by_the_rows_of_their_parts() {
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fhir-packages");
+        let index = SearchIndex::new(fhir_profiles::PackageStore::load(&[shared]).expect("core package"));
+        let rows_of = |code: &str| {
+            let mut codes = index.param("Observation", code).expect("known parameter").rows_of.clone();
+            codes.sort();
+            codes
+        };
+        assert_eq!(rows_of("combo-code"), ["code", "component-code"]);
+        assert_eq!(rows_of("combo-value-quantity"), ["component-value-quantity", "value-quantity"]);
+        assert!(rows_of("code").is_empty() && rows_of("value-quantity").is_empty());
+        // `patient` is `subject` restricted to Patients: not a union, it keeps its own rows.
+        assert!(rows_of("patient").is_empty());
+        let observation = serde_json::json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                           "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]
+        });
+        let rows = index.index("Observation", &observation);
+        let params: std::collections::BTreeSet<&str> = rows.tokens.iter().map(|t| t.param.as_str()).collect();
+        assert!(params.contains("code") && params.contains("component-code"), "{params:?}");
+        assert!(!params.contains("combo-code"), "{params:?}");
+        assert!(!rows.numbers.iter().any(|n| n.param == "combo-value-quantity"));
     }
 }

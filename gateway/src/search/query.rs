@@ -1,6 +1,6 @@
 //! Search query strings (`code=http://loinc.org|1234-5&date=ge2024&_count=10`) to SQL.
 
-use super::{ParamKind, SearchIndex, SqlArg, extract};
+use super::{ParamKind, SearchIndex, SearchParam, SqlArg, extract};
 
 /// Largest page a client may ask for.
 pub const MAX_COUNT: i64 = 1000;
@@ -116,7 +116,7 @@ impl SearchQuery {
                 }
                 _ => match index.param(res_type, code) {
                     Some(param) => {
-                        query.add_param(param.kind, code, modifier, value, name, &param.targets)?;
+                        query.add_param(param, modifier, value, name)?;
                         true
                     }
                     None => {
@@ -183,15 +183,12 @@ impl SearchQuery {
         self.conditions.push(Condition { sql: format!("({})", ors.join(" OR ")), args });
     }
 
-    fn add_param(
-        &mut self,
-        kind: ParamKind,
-        code: &str,
-        modifier: Option<&str>,
-        value: &str,
-        name: &str,
-        targets: &[String],
-    ) -> Result<(), SearchError> {
+    fn add_param(&mut self, param: &SearchParam, modifier: Option<&str>, value: &str, name: &str) -> Result<(), SearchError> {
+        let (kind, targets) = (param.kind, &param.targets[..]);
+        // `i.param IN (...)`: a union parameter is answered by the rows of its parts.
+        let row_params = param.row_params();
+        let param_in = format!("i.param IN ({})", vec!["?"; row_params.len()].join(", "));
+        let param_args = || row_params.iter().map(|p| SqlArg::Text(p.to_string()));
         let table = match kind {
             ParamKind::Token | ParamKind::Uri => "idx_token",
             ParamKind::String => "idx_string",
@@ -201,19 +198,19 @@ impl SearchQuery {
         };
         let exists = |inner: &str| {
             format!(
-                "EXISTS (SELECT 1 FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND i.param = ? AND ({inner}))"
+                "EXISTS (SELECT 1 FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND {param_in} AND ({inner}))"
             )
         };
         if modifier == Some("missing") {
             let any = format!(
-                "EXISTS (SELECT 1 FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND i.param = ?)"
+                "EXISTS (SELECT 1 FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND {param_in})"
             );
             let sql = match value {
                 "true" => format!("NOT {any}"),
                 "false" => any,
                 _ => return Err(invalid(name, "`:missing` takes true or false")),
             };
-            self.push(vec![sql], vec![SqlArg::Text(code.into())]);
+            self.push(vec![sql], param_args().collect());
             return Ok(());
         }
         let mut ors = Vec::new();
@@ -254,7 +251,7 @@ impl SearchQuery {
                                 let alts: Vec<String> = targets.iter().map(|t| format!("{t}/{target}")).collect();
                                 let sql = vec!["i.target = ?"; alts.len()].join(" OR ");
                                 ors.push(exists(&sql));
-                                args.push(SqlArg::Text(code.into()));
+                                args.extend(param_args());
                                 args.extend(alts.into_iter().map(SqlArg::Text));
                                 continue;
                             }
@@ -270,7 +267,7 @@ impl SearchQuery {
                 }
             };
             ors.push(exists(&inner));
-            args.push(SqlArg::Text(code.into()));
+            args.extend(param_args());
             args.extend(inner_args);
         }
         if negate {
@@ -406,10 +403,11 @@ fn sort_key(index: &SearchIndex, res_type: &str, key: &str) -> Result<SortKey, S
                 ParamKind::Reference => ("idx_reference", "MIN(i.target)"),
                 ParamKind::Number | ParamKind::Quantity => ("idx_number", "MIN(i.value)"),
             };
-            // The code is a known parameter name (letters, digits, `-`), safe to inline.
+            // Codes are known parameter names (letters, digits, `-`), safe to inline.
+            let codes: Vec<String> = param.row_params().iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect();
             format!(
-                "(SELECT {column} FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND i.param = '{}')",
-                param.code.replace('\'', "")
+                "(SELECT {column} FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND i.param IN ({}))",
+                codes.join(", ")
             )
         }
     };
