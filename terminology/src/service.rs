@@ -14,7 +14,7 @@ use crate::conceptmap::ConceptMap;
 use crate::systems::Systems;
 use crate::table::MappingTable;
 use crate::valueset::{CompiledValueSet, CsRef, Resolver};
-use crate::{FastMap, TermError};
+use crate::{FastMap, FastSet, TermError};
 
 /// Default cap on the number of codes in one expansion (a larger one is refused as too costly).
 pub const DEFAULT_EXPANSION_LIMIT: usize = 50_000;
@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub(crate) value_sets: FastMap<String, Vec<Arc<Value>>>,
     /// url -> versions in load order.
     pub(crate) concept_maps: FastMap<String, Vec<Arc<ConceptMap>>>,
+    /// Mapping-table ConceptMaps with no version in force (every activation rolled back, or not
+    /// yet effective): reachable by `url|version` only, never the default.
+    pub(crate) inactive_maps: FastSet<String>,
     /// Compiled CodeSystems from the package store (shared between snapshots: the store does not change).
     pkg_code_systems: Cache<Option<Arc<CodeSystem>>>,
     /// Compiled ValueSets (per snapshot: resources may change between snapshots).
@@ -47,6 +50,7 @@ impl Clone for Snapshot {
             code_systems: self.code_systems.clone(),
             value_sets: self.value_sets.clone(),
             concept_maps: self.concept_maps.clone(),
+            inactive_maps: self.inactive_maps.clone(),
             pkg_code_systems: self.pkg_code_systems.clone(),
             vs_cache: Arc::new(RwLock::new(FastMap::default())),
             expansion_limit: self.expansion_limit,
@@ -85,6 +89,7 @@ impl Snapshot {
             code_systems: FastMap::default(),
             value_sets: FastMap::default(),
             concept_maps: FastMap::default(),
+            inactive_maps: FastSet::default(),
             pkg_code_systems: Arc::new(RwLock::new(FastMap::default())),
             vs_cache: Arc::new(RwLock::new(FastMap::default())),
             expansion_limit: DEFAULT_EXPANSION_LIMIT,
@@ -162,10 +167,18 @@ impl Snapshot {
 
     /// Make the mapping tables available to `$translate` as ConceptMaps: every version in
     /// `all_versions`, with the `active` ones as the default (unversioned) version of their URL.
+    /// A table with no active version answers only when asked for a version.
     pub fn install_tables(&mut self, all_versions: &[Arc<MappingTable>], active: &[Arc<MappingTable>]) {
         for t in all_versions.iter().chain(active.iter()) {
             self.add_concept_map(Arc::new(t.compiled_concept_map()));
         }
+        let active_urls: FastSet<String> = active.iter().map(|t| t.url()).collect();
+        for t in all_versions {
+            if !active_urls.contains(&t.url()) {
+                self.inactive_maps.insert(t.url());
+            }
+        }
+        self.inactive_maps.retain(|url| !active_urls.contains(url));
     }
 
     /// Load every `*.json` resource file in a directory (not recursive; CodeSystem, ValueSet,
@@ -322,13 +335,16 @@ impl Snapshot {
     /// A ConceptMap by canonical (`url` or `url|version`).
     pub fn concept_map(&self, canonical: &str) -> Option<Arc<ConceptMap>> {
         let (url, version) = split_canonical(canonical);
+        if version.is_none() && self.inactive_maps.contains(url) {
+            return None;
+        }
         let list = self.concept_maps.get(url)?;
         pick_version(list, version, |c| c.version.as_deref()).cloned()
     }
 
     /// The default version of every ConceptMap.
     pub fn concept_maps(&self) -> impl Iterator<Item = &Arc<ConceptMap>> {
-        self.concept_maps.values().filter_map(|l| l.last())
+        self.concept_maps.iter().filter(|(url, _)| !self.inactive_maps.contains(*url)).filter_map(|(_, l)| l.last())
     }
 
     /// Every version of every own CodeSystem (not the package store's).

@@ -316,6 +316,18 @@ fn maintainer_workflow_end_to_end() {
     assert_eq!(part(params(&p, "match")[0], "concept").unwrap()["code"], "2345-7");
     let p = svc.translate(&req(Some("1"))).unwrap();
     assert_eq!(part(params(&p, "match")[0], "concept").unwrap()["code"], "1742-6");
+    // nothing in force (every activation rolled back): only an explicit version answers
+    while reg.rollback("t1", "carol").is_ok() {}
+    svc.install_tables(&reg.all_versions(), &reg.active_at("2026-06-01"));
+    assert_eq!(svc.translate(&req(None)).unwrap_err().status, 404);
+    let by_system = TranslateRequest { system: Some("http://example.org/local".into()), code: Some("L2".into()), ..Default::default() };
+    assert!(params(&svc.translate(&by_system).unwrap(), "match").is_empty());
+    let p = svc.translate(&req(Some("2"))).unwrap();
+    assert_eq!(part(params(&p, "match")[0], "concept").unwrap()["code"], "2345-7");
+    // activated again: the default once more
+    reg.activate("t1", "1", "2026-01-01", "alice").unwrap();
+    svc.install_tables(&reg.all_versions(), &reg.active_at("2026-06-01"));
+    assert_eq!(part(params(&svc.translate(&req(None)).unwrap(), "match")[0], "concept").unwrap()["code"], "1742-6");
     let _ = Arc::new(reg);
 }
 
