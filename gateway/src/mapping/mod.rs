@@ -196,7 +196,20 @@ impl MappingTables {
         self.store.record_mapping_change(&change, &rows).await?;
         self.publish(Arc::new(next));
         self.store_audit_events(&new_records).await;
+        self.prune_unmapped_queue().await;
         Ok(result)
+    }
+
+    /// Codes the tables in force map now leave the unmapped-code queue. A failure is logged: the
+    /// change itself is stored, and the next change prunes again.
+    async fn prune_unmapped_queue(&self) {
+        let mapper = self.mapper();
+        let mapped = |institution: &str, system: &str, code: &str| matches!(mapper.lookup(system, code, institution), Some(Some(_)));
+        match self.store.prune_unmapped(mapped).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(codes = n, "mapped codes left the unmapped-code queue"),
+            Err(e) => tracing::warn!(error = %e, "pruning the unmapped-code queue failed"),
+        }
     }
 
     /// Make `registry` the one submissions are mapped with and `$translate` answers from (built

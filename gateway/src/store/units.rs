@@ -350,6 +350,27 @@ impl super::Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
     }
 
+    /// Drop from the unmapped-code queue every (institution, system, code) that `now_mapped`
+    /// says a table maps now; returns how many left the queue. Maintainers work the queue down
+    /// by publishing mappings, so what they have mapped must leave it.
+    pub async fn prune_unmapped(&self, now_mapped: impl Fn(&str, &str, &str) -> bool) -> Result<u64, StoreError> {
+        let rows = sqlx::query("SELECT institution, system, code FROM unmapped_code").fetch_all(&self.inner.pool).await?;
+        let mut pruned = 0;
+        for row in rows {
+            let (institution, system, code): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            if now_mapped(&institution, &system, &code) {
+                pruned += sqlx::query("DELETE FROM unmapped_code WHERE institution = $1 AND system = $2 AND code = $3")
+                    .bind(&institution)
+                    .bind(&system)
+                    .bind(&code)
+                    .execute(&self.inner.pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        Ok(pruned)
+    }
+
     pub async fn submission_history(&self, institution: &str, count: i64) -> Result<SubmissionHistory, StoreError> {
         let pool = &self.inner.pool;
         let outcomes = sqlx::query("SELECT outcome, COUNT(*) FROM submission WHERE institution = $1 GROUP BY outcome ORDER BY outcome")
