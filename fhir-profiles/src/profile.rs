@@ -63,6 +63,9 @@ pub struct CElement {
     pub(crate) disc_cache: OnceLock<Vec<crate::validator::DiscCache>>,
     /// For a sliced element: slices indexed by the string value of the first discriminator.
     pub(crate) slice_index: OnceLock<Option<crate::validator::SliceIndex>>,
+    /// The type of a non-choice element without a type (`BackboneElement`) or with several types
+    /// of the same code (profiles and target profiles merged), built on first use.
+    pub(crate) merged_type: OnceLock<CType>,
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +369,7 @@ impl PackageStore {
                 is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
                 disc_cache: OnceLock::new(),
                 slice_index: OnceLock::new(),
+                merged_type: OnceLock::new(),
             };
             by_id.insert(id, i as u32);
             by_path.entry(path).or_insert(i as u32);
