@@ -291,10 +291,10 @@ impl<'a> Ctx<'a> {
             term: &*v.terminology,
             model: v.store.fhirpath_model(),
             issues: Vec::new(),
-            emitted: FxSet::default(),
-            cache: HashMap::default(),
-            in_progress: FxSet::default(),
-            evaluated: HashMap::default(),
+            emitted: FxSet::with_capacity_and_hasher(256, FxBuild::default()),
+            cache: HashMap::with_capacity_and_hasher(64, FxBuild::default()),
+            in_progress: FxSet::with_capacity_and_hasher(16, FxBuild::default()),
+            evaluated: HashMap::with_capacity_and_hasher(256, FxBuild::default()),
             side_issues: Vec::new(),
             found_pool: Vec::new(),
             items_pool: Vec::new(),
@@ -330,14 +330,14 @@ impl<'a> Ctx<'a> {
         let root = if contained { self.resources.last().map(|r| r.1).unwrap_or(res) } else { res };
         self.resources.push((res, root));
         let _ = top;
-        let mut profiles: Vec<(String, bool)> = Vec::new();
+        let mut profiles: Vec<(&str, bool)> = Vec::new();
         if let Some(ps) = obj.prop("meta").and_then(|m| m.prop("profile")).and_then(Value::as_array) {
             for p in ps.iter().filter_map(Value::as_str) {
-                profiles.push((p.to_string(), false));
+                profiles.push((p, false));
             }
         }
         for p in extra {
-            profiles.push((p.clone(), true));
+            profiles.push((p, true));
         }
         let mut done: Vec<usize> = Vec::new();
         let mut resolved: Vec<Arc<CompiledProfile>> = Vec::with_capacity(profiles.len());
@@ -365,18 +365,18 @@ impl<'a> Ctx<'a> {
         for prof in resolved {
             self.validate_against(res, &prof, path);
             // gateway rules: our own profiles that apply along with this one
-            let extra_rules: Vec<String> = self.rules.also_check(&prof.url).to_vec();
-            for r in extra_rules {
-                match self.store.profile(&r) {
+            let rules = self.rules.clone();
+            for r in rules.also_check(&prof.url) {
+                match self.store.profile(r) {
                     Some(rp) => self.apply_rule_profile(res, &rp, path),
                     None => self.warn("not-found", path, format!("The gateway rule profile {r} (for {}) could not be loaded", prof.url)),
                 }
             }
         }
         // rules for every resource of a type
-        let type_rules: Vec<String> = self.rules.for_type(rt).to_vec();
-        for r in type_rules {
-            if let Some(rp) = self.store.profile(&r) {
+        let rules = self.rules.clone();
+        for r in rules.for_type(rt) {
+            if let Some(rp) = self.store.profile(r) {
                 self.apply_rule_profile(res, &rp, path);
             }
         }
@@ -581,9 +581,16 @@ impl<'a> Ctx<'a> {
             self.err("processing", path, format!("Error generating the snapshot of {}: {e}", prof.url));
         }
         let rt = v.prop("resourceType").and_then(Value::as_str);
-        let ty = CType::new(rt.map(str::to_string).unwrap_or_else(|| prof.type_name.clone()));
+        let own;
+        let ty = match rt {
+            Some(rt) if rt != prof.type_name => {
+                own = CType::new(rt.to_string());
+                &own
+            }
+            _ => &prof.root_type,
+        };
         let mut ctx_path = prof.elements[0].path.clone();
-        self.check_complex(Some(v), prof, 0, &ty, path, &mut ctx_path, rt.is_some());
+        self.check_complex(Some(v), prof, 0, ty, path, &mut ctx_path, rt.is_some());
         let out = Rc::new(std::mem::replace(&mut self.issues, saved));
         self.in_progress.remove(&key);
         self.cache.insert(key, out.clone());
@@ -702,9 +709,9 @@ impl<'a> Ctx<'a> {
         if tp.type_name == "Extension" && tp.derivation == "constraint" {
             self.check_extension_context(tp, path, ctx_path);
         }
-        let rules: Vec<String> = self.rules.also_check(&tp.url).to_vec();
-        for r in rules {
-            if let Some(rp) = self.store.profile(&r) {
+        let rules = self.rules.clone();
+        for r in rules.also_check(&tp.url) {
+            if let Some(rp) = self.store.profile(r) {
                 self.apply_rule_profile(v, &rp, path);
             }
         }
@@ -867,26 +874,18 @@ impl<'a> Ctx<'a> {
                 }
             }
             let len0 = path.len();
-            let sliced = !ce.slices.is_empty() || ce.slicing.is_some() || ce.name == "extension" || ce.name == "modifierExtension";
-            let mut item_paths: Vec<String> = Vec::new();
+            let item_path = ItemPath { seg, many: ce.many };
             for (i, (m, u)) in items.iter().enumerate() {
-                path.push('.');
-                seg.push_to(path);
-                if ce.many {
-                    push_index(path, i);
-                }
+                item_path.push_to(path, i);
                 self.check_value(*m, *u, prof, c, &ty, path, ctx_path, ctx_type);
-                if sliced {
-                    item_paths.push(path[len0..].to_string());
-                }
                 path.truncate(len0);
             }
             if !ce.slices.is_empty() || (ce.slicing.is_some()) {
-                self.check_slices(&items, &item_paths, prof, c, key, path, ctx_path, ctx_type);
+                self.check_slices(&items, &item_path, prof, c, key, path, ctx_path, ctx_type);
             } else if (ce.name == "extension" || ce.name == "modifierExtension") && !items.is_empty() {
                 for (i, (m, _)) in items.iter().enumerate() {
                     if let Some(m) = m {
-                        path.push_str(&item_paths[i]);
+                        item_path.push_to(path, i);
                         self.check_unsliced_extension(m, path, ctx_path, ctx_type);
                         path.truncate(len0);
                     }
@@ -1119,23 +1118,28 @@ impl<'a> Ctx<'a> {
 
     fn check_binding(&mut self, v: &Value, ty: &str, vs: &str, path: &str) {
         let vs_label = || -> String { vs.to_string() };
-        let mut codings: Vec<(Option<&str>, &str, String)> = Vec::new();
+        // (system, code, index in CodeableConcept.coding)
+        let mut codings: Vec<(Option<&str>, &str, Option<usize>)> = Vec::new();
+        let coding_path = |i: Option<usize>| match i {
+            Some(i) => format!("{path}.coding[{i}]"),
+            None => path.to_string(),
+        };
         match ty {
             "code" | "string" | "uri" => {
                 if let Some(c) = v.as_str() {
-                    codings.push((None, c, path.to_string()));
+                    codings.push((None, c, None));
                 }
             }
             "Coding" | "Quantity" => {
                 if let Some(c) = v.prop("code").and_then(Value::as_str) {
-                    codings.push((v.prop("system").and_then(Value::as_str), c, path.to_string()));
+                    codings.push((v.prop("system").and_then(Value::as_str), c, None));
                 }
             }
             "CodeableConcept" => {
                 if let Some(cs) = v.prop("coding").and_then(Value::as_array) {
                     for (i, c) in cs.iter().enumerate() {
                         if let Some(code) = c.prop("code").and_then(Value::as_str) {
-                            codings.push((c.prop("system").and_then(Value::as_str), code, format!("{path}.coding[{i}]")));
+                            codings.push((c.prop("system").and_then(Value::as_str), code, Some(i)));
                         }
                     }
                 }
@@ -1150,8 +1154,8 @@ impl<'a> Ctx<'a> {
         for (sys, code, p) in &codings {
             match self.term.validate_code(vs, *sys, code) {
                 Membership::Member => return,
-                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), p.clone())),
-                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), p.clone(), r)),
+                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(*p))),
+                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(*p), r)),
             }
         }
         let name = self.term.value_set_name(vs).map(|n| format!("'{n}' ")).unwrap_or_default();
@@ -1363,19 +1367,18 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- slicing
 
     #[allow(clippy::too_many_arguments)]
-    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_paths: &[String], prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &mut String, ctx_type: &str) {
+    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_path: &ItemPath, prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &mut String, ctx_type: &str) {
         let ce = &prof.elements[ci as usize];
-        let slices = ce.slices.clone();
-        let slicing = ce.slicing.clone();
+        let slices = &ce.slices;
         let is_ext = ce.name == "extension" || ce.name == "modifierExtension";
         let discs = Self::effective_discs(ce);
-        let (ordered, rules) = slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
+        let (ordered, rules) = ce.slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
         let mut counts = vec![0u32; slices.len()];
         let mut last = 0usize;
         let mut unmatched_seen = false;
         let len0 = path.len();
         for (i, (m, u)) in items.iter().enumerate() {
-            path.push_str(&item_paths[i]);
+            item_path.push_to(path, i);
             let mut matched = None;
             if let (Some(v), Some(discs)) = (m, discs.as_deref()) {
                 // the instance values at each discriminator path, once per item
@@ -1497,14 +1500,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// The discriminators of a sliced element (defaults for extensions and choices).
-    fn effective_discs(ce: &CElement) -> Option<Vec<crate::profile::Discriminator>> {
+    fn effective_discs(ce: &CElement) -> Option<&[crate::profile::Discriminator]> {
+        static URL: std::sync::LazyLock<[crate::profile::Discriminator; 1]> =
+            std::sync::LazyLock::new(|| [crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }]);
+        static TYPE: std::sync::LazyLock<[crate::profile::Discriminator; 1]> =
+            std::sync::LazyLock::new(|| [crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }]);
         match &ce.slicing {
-            Some(s) if !s.discriminators.is_empty() => Some(s.discriminators.clone()),
+            Some(s) if !s.discriminators.is_empty() => Some(&s.discriminators),
             _ => {
                 if ce.name == "extension" || ce.name == "modifierExtension" {
-                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }])
+                    Some(&*URL)
                 } else if ce.choice {
-                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }])
+                    Some(&*TYPE)
                 } else {
                     None
                 }
@@ -1785,6 +1792,23 @@ impl std::fmt::Display for Seg<'_> {
         let mut s = String::new();
         self.push_to(&mut s);
         f.write_str(&s)
+    }
+}
+
+/// The path of the items of an element relative to their parent: `.name[i]` (`.name` when the
+/// element is not an array).
+struct ItemPath<'s> {
+    seg: Seg<'s>,
+    many: bool,
+}
+
+impl ItemPath<'_> {
+    fn push_to(&self, path: &mut String, i: usize) {
+        path.push('.');
+        self.seg.push_to(path);
+        if self.many {
+            push_index(path, i);
+        }
     }
 }
 
