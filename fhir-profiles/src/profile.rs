@@ -81,11 +81,13 @@ pub struct CType {
     pub(crate) is_resource: OnceLock<bool>,
     pub(crate) base: OnceLock<Option<Arc<CompiledProfile>>>,
     pub(crate) resolved_profiles: OnceLock<Vec<Option<Arc<CompiledProfile>>>>,
+    /// The resource types allowed by `target_profiles` (None: any resource), resolved on first use.
+    pub(crate) target_types: OnceLock<Option<Vec<String>>>,
 }
 
 impl CType {
     pub fn new(code: String) -> CType {
-        CType { primitive: is_primitive_code(&code), code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new() }
+        CType { primitive: is_primitive_code(&code), code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new(), target_types: OnceLock::new() }
     }
 }
 

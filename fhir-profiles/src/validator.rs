@@ -139,9 +139,10 @@ fn find_contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
 
 type Key = (usize, usize);
 
-/// A small, fast hasher for pointer-pair keys (no DoS concern: keys are addresses).
+/// A small, fast hasher for pointer-pair keys and for maps keyed by definition data (element names,
+/// URLs, codes): the keys stored are never attacker-controlled, so no DoS concern.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+pub struct FxHasher(u64);
 impl std::hash::Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -168,7 +169,7 @@ impl std::hash::Hasher for FxHasher {
         self.write_usize(i as usize)
     }
 }
-pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 type FxSet<K> = HashSet<K, FxBuild>;
 
 struct Ctx<'a> {
@@ -1271,17 +1272,21 @@ impl<'a> Ctx<'a> {
                 (t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphabetic())).then(|| t.to_string())
             });
         let Some(rtype) = rtype else { return };
-        let mut allowed: Vec<String> = Vec::new();
-        for tp in &ty.target_profiles {
-            let t = match self.store.sd_meta(tp) {
-                Some((_, Some(t))) => t.to_string(),
-                _ => tp.rsplit('/').next().unwrap_or(tp).split('|').next().unwrap_or("").to_string(),
-            };
-            if t == "Resource" || t == "DomainResource" {
-                return;
+        let allowed = ty.target_types.get_or_init(|| {
+            let mut allowed: Vec<String> = Vec::new();
+            for tp in &ty.target_profiles {
+                let t = match self.store.sd_meta(tp) {
+                    Some((_, Some(t))) => t.to_string(),
+                    _ => tp.rsplit('/').next().unwrap_or(tp).split('|').next().unwrap_or("").to_string(),
+                };
+                if t == "Resource" || t == "DomainResource" {
+                    return None;
+                }
+                allowed.push(t);
             }
-            allowed.push(t);
-        }
+            Some(allowed)
+        });
+        let Some(allowed) = allowed else { return };
         if !allowed.iter().any(|a| *a == rtype) {
             self.err("structure", path, format!("The type '{rtype}' implied by the reference URL {r} is not a valid Target for this element (must be one of [{}])", allowed.join(", ")));
         }
