@@ -94,9 +94,9 @@ fn finish(issues: Vec<Issue>) -> Vec<Issue> {
 
 struct BundleIndex<'a> {
     path: String,
-    entry_of: HashMap<usize, usize>,
-    by_full_url: HashMap<&'a str, &'a Value>,
-    by_type_id: HashMap<String, Vec<&'a Value>>,
+    entry_of: HashMap<usize, usize, FxBuild>,
+    by_full_url: HashMap<&'a str, &'a Value, FxBuild>,
+    by_type_id: HashMap<String, Vec<&'a Value>, FxBuild>,
     is_document: bool,
     /// A gateway reference policy for this Bundle, with the first entry's fullUrl.
     policy: Option<(crate::rules::ReferencePolicy, Option<&'a str>)>,
@@ -153,9 +153,21 @@ impl std::hash::Hasher for FxHasher {
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
-        let mut last = 0u64;
-        for (i, b) in chunks.remainder().iter().enumerate() {
-            last |= (*b as u64) << (8 * i);
+        // the remaining 0-7 bytes as one little-endian word, read 4, 2 and 1 bytes at a time
+        let mut r = chunks.remainder();
+        let (mut last, mut shift) = (0u64, 0);
+        if r.len() >= 4 {
+            last = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as u64;
+            r = &r[4..];
+            shift = 32;
+        }
+        if r.len() >= 2 {
+            last |= (u16::from_le_bytes([r[0], r[1]]) as u64) << shift;
+            r = &r[2..];
+            shift += 16;
+        }
+        if let Some(&b) = r.first() {
+            last |= (b as u64) << shift;
         }
         self.0 = (self.0.rotate_left(5) ^ last ^ bytes.len() as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
@@ -493,9 +505,9 @@ impl<'a> Ctx<'a> {
     fn enter_bundle(&mut self, b: &'a Value, path: &str, policy: Option<crate::rules::ReferencePolicy>) -> bool {
         let mut idx = BundleIndex {
             path: path.to_string(),
-            entry_of: HashMap::new(),
-            by_full_url: HashMap::new(),
-            by_type_id: HashMap::new(),
+            entry_of: HashMap::default(),
+            by_full_url: HashMap::default(),
+            by_type_id: HashMap::default(),
             is_document: matches!(b.prop("type").and_then(Value::as_str), Some("document" | "message")),
             policy: policy.map(|p| {
                 let target = b.prop("entry").and_then(Value::as_array).and_then(|es| {
@@ -605,11 +617,15 @@ impl<'a> Ctx<'a> {
             }
             // a resource conforms when it validates against the profile without errors; validate it
             // where it lives (its bundle entry), as the root of its own resource context
-            let mut own_path = path.clone();
-            if let Some(b) = self.bundles.last() {
-                if let Some(i) = b.entry_of.get(&ptr(v)) {
-                    own_path = format!("{}.entry[{i}].resource", b.path);
+            let mut own_path = String::with_capacity(path.len().max(64) + 128);
+            match self.bundles.last().and_then(|b| b.entry_of.get(&ptr(v)).map(|i| (b, i))) {
+                Some((b, i)) => {
+                    own_path.push_str(&b.path);
+                    own_path.push_str(".entry");
+                    push_index(&mut own_path, *i);
+                    own_path.push_str(".resource");
                 }
+                None => own_path.push_str(path),
             }
             let saved_emitted = std::mem::take(&mut self.emitted);
             self.resources.push((v, v));
@@ -1119,45 +1135,32 @@ impl<'a> Ctx<'a> {
 
     fn check_binding(&mut self, v: &Value, ty: &str, vs: &str, path: &str) {
         let vs_label = || -> String { vs.to_string() };
-        // (system, code, index in CodeableConcept.coding)
-        let mut codings: Vec<(Option<&str>, &str, Option<usize>)> = Vec::new();
         let coding_path = |i: Option<usize>| match i {
             Some(i) => format!("{path}.coding[{i}]"),
             None => path.to_string(),
         };
-        match ty {
-            "code" | "string" | "uri" => {
-                if let Some(c) = v.as_str() {
-                    codings.push((None, c, None));
-                }
-            }
-            "Coding" | "Quantity" => {
-                if let Some(c) = v.prop("code").and_then(Value::as_str) {
-                    codings.push((v.prop("system").and_then(Value::as_str), c, None));
-                }
-            }
-            "CodeableConcept" => {
-                if let Some(cs) = v.prop("coding").and_then(Value::as_array) {
-                    for (i, c) in cs.iter().enumerate() {
-                        if let Some(code) = c.prop("code").and_then(Value::as_str) {
-                            codings.push((c.prop("system").and_then(Value::as_str), code, Some(i)));
-                        }
-                    }
-                }
-            }
+        // (system, code, index in CodeableConcept.coding), without collecting them
+        let (single, list): (Option<(Option<&str>, &str)>, &[Value]) = match ty {
+            "code" | "string" | "uri" => (v.as_str().map(|c| (None, c)), &[]),
+            "Coding" | "Quantity" => (v.prop("code").and_then(Value::as_str).map(|c| (v.prop("system").and_then(Value::as_str), c)), &[]),
+            "CodeableConcept" => (None, v.prop("coding").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])),
             _ => return,
-        }
-        if codings.is_empty() {
-            return;
-        }
+        };
+        let codings = single.map(|(s, c)| (s, c, None)).into_iter().chain(
+            list.iter().enumerate().filter_map(|(i, c)| c.prop("code").and_then(Value::as_str).map(|code| (c.prop("system").and_then(Value::as_str), code, Some(i)))),
+        );
         let mut unknown: Vec<(String, String, String)> = Vec::new();
         let mut not: Vec<(String, String)> = Vec::new();
-        for (sys, code, p) in &codings {
-            match self.term.validate_code(vs, *sys, code) {
+        for (sys, code, p) in codings {
+            match self.term.validate_code(vs, sys, code) {
                 Membership::Member => return,
-                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(*p))),
-                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(*p), r)),
+                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(p))),
+                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(p), r)),
             }
+        }
+        if unknown.is_empty() && not.is_empty() {
+            // no codes
+            return;
         }
         let name = self.term.value_set_name(vs).map(|n| format!("'{n}' ")).unwrap_or_default();
         if !unknown.is_empty() {
@@ -1558,11 +1561,13 @@ impl<'a> Ctx<'a> {
                     let mut any = false;
                     'outer: for &a in actual.iter() {
                         for pp in profiles {
-                            let mut sub = path.clone();
+                            let len0 = path.len();
                             if !resolve && d.path == "resource" {
-                                sub.push_str(".resource");
+                                path.push_str(".resource");
                             }
-                            if self.conforms(a, pp, &mut sub) {
+                            let ok = self.conforms(a, pp, path);
+                            path.truncate(len0);
+                            if ok {
                                 any = true;
                                 break 'outer;
                             }

@@ -125,7 +125,7 @@ pub(crate) fn json_decimal(n: &serde_json::Number) -> Option<Decimal> {
 
 /// Objects up to this many properties are searched by scanning instead of hashing (serde_json's
 /// map hashes every lookup with SipHash; FHIR objects are small).
-const SCAN_LIMIT: usize = 16;
+const SCAN_LIMIT: usize = 32;
 
 /// Property `k` of a JSON object (same result as `Map::get`, faster for small objects).
 #[inline]
