@@ -624,36 +624,26 @@ impl<'c, 'a> Ev<'c, 'a> {
             Substring => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(start) = self.arg_int(fc, 0, input, fr)? else { return Ok(Vec::new()) };
-                if x.is_ascii() {
-                    // one byte per character: slice without collecting the characters
-                    if start < 0 || start as usize >= x.len() {
-                        return Ok(Vec::new());
-                    }
-                    let len = if fc.args.len() > 1 {
-                        match self.arg_int(fc, 1, input, fr)? {
-                            Some(l) => l.max(0) as usize,
-                            None => x.len(),
-                        }
-                    } else {
-                        x.len()
-                    };
-                    let end = (start as usize).saturating_add(len).min(x.len());
-                    return s(&x[start as usize..end]);
-                }
-                let chars: Vec<char> = x.chars().collect();
-                if start < 0 || start as usize >= chars.len() {
+                // positions count characters; an ASCII string is sliced by bytes
+                let ascii = x.is_ascii();
+                let n = if ascii { x.len() } else { x.chars().count() };
+                if start < 0 || start as usize >= n {
                     return Ok(Vec::new());
                 }
                 let len = if fc.args.len() > 1 {
                     match self.arg_int(fc, 1, input, fr)? {
                         Some(l) => l.max(0) as usize,
-                        None => chars.len(),
+                        None => n,
                     }
                 } else {
-                    chars.len()
+                    n
                 };
-                let end = (start as usize).saturating_add(len).min(chars.len());
-                s(chars[start as usize..end].iter().collect::<String>())
+                let start = start as usize;
+                let end = start.saturating_add(len).min(n);
+                if ascii {
+                    return s(&x[start..end]);
+                }
+                s(x.chars().skip(start).take(end - start).collect::<String>())
             }
             StartsWith | EndsWith | ContainsStr => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
