@@ -63,6 +63,9 @@ pub struct CElement {
     pub(crate) disc_cache: OnceLock<Vec<crate::validator::DiscCache>>,
     /// For a sliced element: slices indexed by the string value of the first discriminator.
     pub(crate) slice_index: OnceLock<Option<crate::validator::SliceIndex>>,
+    /// The type of a non-choice element without a type (`BackboneElement`) or with several types
+    /// of the same code (profiles and target profiles merged), built on first use.
+    pub(crate) merged_type: OnceLock<CType>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,11 +81,13 @@ pub struct CType {
     pub(crate) is_resource: OnceLock<bool>,
     pub(crate) base: OnceLock<Option<Arc<CompiledProfile>>>,
     pub(crate) resolved_profiles: OnceLock<Vec<Option<Arc<CompiledProfile>>>>,
+    /// The resource types allowed by `target_profiles` (None: any resource), resolved on first use.
+    pub(crate) target_types: OnceLock<Option<Vec<String>>>,
 }
 
 impl CType {
     pub fn new(code: String) -> CType {
-        CType { primitive: is_primitive_code(&code), code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new() }
+        CType { primitive: is_primitive_code(&code), code, profiles: vec![], target_profiles: vec![], is_resource: OnceLock::new(), base: OnceLock::new(), resolved_profiles: OnceLock::new(), target_types: OnceLock::new() }
     }
 }
 
@@ -366,6 +371,7 @@ impl PackageStore {
                 is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
                 disc_cache: OnceLock::new(),
                 slice_index: OnceLock::new(),
+                merged_type: OnceLock::new(),
             };
             by_id.insert(id, i as u32);
             by_path.entry(path).or_insert(i as u32);

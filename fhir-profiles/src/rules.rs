@@ -24,14 +24,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::store::{LoadError, PackageStore};
+use crate::validator::FxBuild;
 
 #[derive(Debug, Default, Clone)]
 pub struct GatewayRules {
-    also: HashMap<String, Vec<String>>,
-    by_type: HashMap<String, Vec<String>>,
+    also: HashMap<String, Vec<String>, FxBuild>,
+    by_type: HashMap<String, Vec<String>, FxBuild>,
     suppressed: Vec<Suppression>,
-    references: HashMap<String, ReferencePolicy>,
-    vacuous: HashMap<String, String>,
+    references: HashMap<String, ReferencePolicy, FxBuild>,
+    vacuous: HashMap<String, String, FxBuild>,
     /// The resources loaded from the definitions directory (url list).
     pub definitions: Vec<String>,
 }

@@ -1,7 +1,11 @@
 //! Minimal terminology: value-set membership from the ValueSets and CodeSystems in the store.
 //! Behind the [`Terminology`] trait so that a dedicated terminology service can replace it.
 
-use std::collections::{HashMap, HashSet};
+use crate::validator::FxBuild;
+
+// Fx-hashed maps: membership checks hash short codes and system URLs on every coded value.
+type HashMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+type HashSet<K> = std::collections::HashSet<K, FxBuild>;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -281,7 +285,7 @@ impl PackageStore {
             let prop = f.get("property").and_then(Value::as_str).unwrap_or("");
             let op = f.get("op").and_then(Value::as_str).unwrap_or("");
             let val = f.get("value").and_then(Value::as_str).unwrap_or("");
-            let mut sel: HashSet<String> = HashSet::new();
+            let mut sel: HashSet<String> = HashSet::default();
             match (prop, op) {
                 ("concept", "is-a") => {
                     if cs.codes.contains(val) {
@@ -291,7 +295,7 @@ impl PackageStore {
                 }
                 ("concept", "descendent-of") => cs.descendants(val, &mut sel),
                 ("concept", "is-not-a") => {
-                    let mut ex = HashSet::new();
+                    let mut ex = HashSet::default();
                     ex.insert(val.to_string());
                     cs.descendants(val, &mut ex);
                     sel = cs.codes.iter().filter(|c| !ex.contains(*c)).cloned().collect();
@@ -325,7 +329,7 @@ impl PackageStore {
                     m.unknown_systems.insert(system.to_string(), format!("the imported value set {vs} could not be evaluated"));
                     return m;
                 }
-                let empty = HashSet::new();
+                let empty = HashSet::default();
                 let other = sub.known.get(system).unwrap_or(&empty);
                 result.retain(|c| other.contains(c));
             }

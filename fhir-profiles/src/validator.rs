@@ -53,7 +53,7 @@ impl Validator {
     pub fn validate(&self, resource: &Value, options: &ValidationOptions) -> Vec<Issue> {
         let mut ctx = Ctx::new(self, resource);
         let mut path = String::with_capacity(128);
-        let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
+        let rt = resource.prop("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
         path.push_str(if rt.is_empty() { "Resource" } else { &rt });
         ctx.validate_resource(resource, &mut path, &options.profiles, true);
         let mut issues = ctx.issues;
@@ -94,9 +94,9 @@ fn finish(issues: Vec<Issue>) -> Vec<Issue> {
 
 struct BundleIndex<'a> {
     path: String,
-    entry_of: HashMap<usize, usize>,
-    by_full_url: HashMap<&'a str, &'a Value>,
-    by_type_id: HashMap<String, Vec<&'a Value>>,
+    entry_of: HashMap<usize, usize, FxBuild>,
+    by_full_url: HashMap<&'a str, &'a Value, FxBuild>,
+    by_type_id: HashMap<String, Vec<&'a Value>, FxBuild>,
     is_document: bool,
     /// A gateway reference policy for this Bundle, with the first entry's fullUrl.
     policy: Option<(crate::rules::ReferencePolicy, Option<&'a str>)>,
@@ -134,14 +134,15 @@ fn find_contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
     if id.is_empty() {
         return Some(container);
     }
-    container.get("contained")?.as_array()?.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+    container.prop("contained")?.as_array()?.iter().find(|c| c.prop("id").and_then(Value::as_str) == Some(id))
 }
 
 type Key = (usize, usize);
 
-/// A small, fast hasher for pointer-pair keys (no DoS concern: keys are addresses).
+/// A small, fast hasher for pointer-pair keys and for maps keyed by definition data (element names,
+/// URLs, codes): the keys stored are never attacker-controlled, so no DoS concern.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+pub struct FxHasher(u64);
 impl std::hash::Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -152,9 +153,21 @@ impl std::hash::Hasher for FxHasher {
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
-        let mut last = 0u64;
-        for (i, b) in chunks.remainder().iter().enumerate() {
-            last |= (*b as u64) << (8 * i);
+        // the remaining 0-7 bytes as one little-endian word, read 4, 2 and 1 bytes at a time
+        let mut r = chunks.remainder();
+        let (mut last, mut shift) = (0u64, 0);
+        if r.len() >= 4 {
+            last = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as u64;
+            r = &r[4..];
+            shift = 32;
+        }
+        if r.len() >= 2 {
+            last |= (u16::from_le_bytes([r[0], r[1]]) as u64) << shift;
+            r = &r[2..];
+            shift += 16;
+        }
+        if let Some(&b) = r.first() {
+            last |= (b as u64) << shift;
         }
         self.0 = (self.0.rotate_left(5) ^ last ^ bytes.len() as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
@@ -168,7 +181,7 @@ impl std::hash::Hasher for FxHasher {
         self.write_usize(i as usize)
     }
 }
-pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 type FxSet<K> = HashSet<K, FxBuild>;
 
 struct Ctx<'a> {
@@ -236,7 +249,7 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
                 _ => false,
             }
         }
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| get_prop(y, k).is_some_and(|w| json_eq(v, w))),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
         _ => a == b,
     }
@@ -245,7 +258,7 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
 /// Does `inst` contain `pat` (`pattern[x]` semantics)?
 pub(crate) fn pattern_match(inst: &Value, pat: &Value) -> bool {
     match (inst, pat) {
-        (Value::Object(i), Value::Object(p)) => p.iter().all(|(k, pv)| i.get(k).is_some_and(|iv| pattern_match(iv, pv))),
+        (Value::Object(i), Value::Object(p)) => p.iter().all(|(k, pv)| get_prop(i, k).is_some_and(|iv| pattern_match(iv, pv))),
         (Value::Array(i), Value::Array(p)) => p.iter().all(|pv| i.iter().any(|iv| pattern_match(iv, pv))),
         (Value::Array(i), p) => i.iter().any(|iv| pattern_match(iv, p)),
         _ => json_eq(inst, pat),
@@ -291,10 +304,10 @@ impl<'a> Ctx<'a> {
             term: &*v.terminology,
             model: v.store.fhirpath_model(),
             issues: Vec::new(),
-            emitted: FxSet::default(),
-            cache: HashMap::default(),
-            in_progress: FxSet::default(),
-            evaluated: HashMap::default(),
+            emitted: FxSet::with_capacity_and_hasher(256, FxBuild::default()),
+            cache: HashMap::with_capacity_and_hasher(64, FxBuild::default()),
+            in_progress: FxSet::with_capacity_and_hasher(16, FxBuild::default()),
+            evaluated: HashMap::with_capacity_and_hasher(256, FxBuild::default()),
             side_issues: Vec::new(),
             found_pool: Vec::new(),
             items_pool: Vec::new(),
@@ -318,7 +331,7 @@ impl<'a> Ctx<'a> {
             self.err("structure", path, "A resource must be a JSON object".into());
             return;
         };
-        let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+        let Some(rt) = obj.prop("resourceType").and_then(Value::as_str) else {
             self.err("structure", path, "The resource has no resourceType property, so its type is unknown".into());
             return;
         };
@@ -330,14 +343,14 @@ impl<'a> Ctx<'a> {
         let root = if contained { self.resources.last().map(|r| r.1).unwrap_or(res) } else { res };
         self.resources.push((res, root));
         let _ = top;
-        let mut profiles: Vec<(String, bool)> = Vec::new();
-        if let Some(ps) = obj.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
+        let mut profiles: Vec<(&str, bool)> = Vec::new();
+        if let Some(ps) = obj.prop("meta").and_then(|m| m.prop("profile")).and_then(Value::as_array) {
             for p in ps.iter().filter_map(Value::as_str) {
-                profiles.push((p.to_string(), false));
+                profiles.push((p, false));
             }
         }
         for p in extra {
-            profiles.push((p.clone(), true));
+            profiles.push((p, true));
         }
         let mut done: Vec<usize> = Vec::new();
         let mut resolved: Vec<Arc<CompiledProfile>> = Vec::with_capacity(profiles.len());
@@ -365,27 +378,27 @@ impl<'a> Ctx<'a> {
         for prof in resolved {
             self.validate_against(res, &prof, path);
             // gateway rules: our own profiles that apply along with this one
-            let extra_rules: Vec<String> = self.rules.also_check(&prof.url).to_vec();
-            for r in extra_rules {
-                match self.store.profile(&r) {
+            let rules = self.rules.clone();
+            for r in rules.also_check(&prof.url) {
+                match self.store.profile(r) {
                     Some(rp) => self.apply_rule_profile(res, &rp, path),
                     None => self.warn("not-found", path, format!("The gateway rule profile {r} (for {}) could not be loaded", prof.url)),
                 }
             }
         }
         // rules for every resource of a type
-        let type_rules: Vec<String> = self.rules.for_type(rt).to_vec();
-        for r in type_rules {
-            if let Some(rp) = self.store.profile(&r) {
+        let rules = self.rules.clone();
+        for r in rules.for_type(rt) {
+            if let Some(rp) = self.store.profile(r) {
                 self.apply_rule_profile(res, &rp, path);
             }
         }
-        if rt == "StructureDefinition" && obj.get("snapshot").is_none() && obj.get("differential").is_some() && obj.get("baseDefinition").is_some() {
+        if rt == "StructureDefinition" && obj.prop("snapshot").is_none() && obj.prop("differential").is_some() && obj.prop("baseDefinition").is_some() {
             if let Err(e) = crate::snapshot::generate_snapshot(self.store, res) {
                 self.err("processing", path, format!("Error generating Snapshot: {e}"));
             }
         }
-        if let Some(Value::Array(contained)) = obj.get("contained") {
+        if let Some(Value::Array(contained)) = obj.prop("contained") {
             self.check_contained_referenced(res, contained, path);
         }
         if pushed_bundle {
@@ -424,7 +437,7 @@ impl<'a> Ctx<'a> {
             }
         }
         for (i, c) in contained.iter().enumerate() {
-            let Some(id) = c.get("id").and_then(Value::as_str) else { continue };
+            let Some(id) = c.prop("id").and_then(Value::as_str) else { continue };
             if refs.contains(&id) {
                 continue;
             }
@@ -454,7 +467,7 @@ impl<'a> Ctx<'a> {
             if !self.emitted.insert(key) {
                 return;
             }
-            let focus = v.get("resourceType").and_then(Value::as_str).unwrap_or(&rp.type_name).to_string();
+            let focus = v.prop("resourceType").and_then(Value::as_str).unwrap_or(&rp.type_name).to_string();
             self.eval_constraints(v, None, &rp.elements[0].constraints, &focus, path, rp);
         } else {
             self.validate_against(v, rp, path);
@@ -492,39 +505,39 @@ impl<'a> Ctx<'a> {
     fn enter_bundle(&mut self, b: &'a Value, path: &str, policy: Option<crate::rules::ReferencePolicy>) -> bool {
         let mut idx = BundleIndex {
             path: path.to_string(),
-            entry_of: HashMap::new(),
-            by_full_url: HashMap::new(),
-            by_type_id: HashMap::new(),
-            is_document: matches!(b.get("type").and_then(Value::as_str), Some("document" | "message")),
+            entry_of: HashMap::default(),
+            by_full_url: HashMap::default(),
+            by_type_id: HashMap::default(),
+            is_document: matches!(b.prop("type").and_then(Value::as_str), Some("document" | "message")),
             policy: policy.map(|p| {
-                let target = b.get("entry").and_then(Value::as_array).and_then(|es| {
+                let target = b.prop("entry").and_then(Value::as_array).and_then(|es| {
                     let pick = |e: &&'a Value| match p.literal_targets.as_str() {
                         "patient-entry" => e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("Patient"),
                         _ => true,
                     };
-                    es.iter().find(pick).and_then(|e| e.get("fullUrl")).and_then(Value::as_str)
+                    es.iter().find(pick).and_then(|e| e.prop("fullUrl")).and_then(Value::as_str)
                 });
                 (p, target)
             }),
         };
-        let btype = b.get("type").and_then(Value::as_str).unwrap_or("");
-        if let Some(entries) = b.get("entry").and_then(Value::as_array) {
+        let btype = b.prop("type").and_then(Value::as_str).unwrap_or("");
+        if let Some(entries) = b.prop("entry").and_then(Value::as_array) {
             for (i, e) in entries.iter().enumerate() {
-                let res = e.get("resource");
-                if let Some(fu) = e.get("fullUrl").and_then(Value::as_str) {
+                let res = e.prop("resource");
+                if let Some(fu) = e.prop("fullUrl").and_then(Value::as_str) {
                     let absolute = fu.contains(':');
                     if !absolute {
                         self.err("invalid", &format!("{path}.entry[{i}]"), format!("The fullUrl must be an absolute URL (not '{fu}')"));
                     }
                     if let Some(r) = res {
                         if idx.by_full_url.insert(fu, r).is_some() && !matches!(btype, "history" | "searchset") {
-                            let ver = r.get("meta").and_then(|m| m.get("versionId"));
+                            let ver = r.prop("meta").and_then(|m| m.prop("versionId"));
                             if ver.is_none() {
                                 self.err("invalid", &format!("{path}.entry[{i}]"), format!("Duplicate fullUrl '{fu}': fullUrl must be unique in a bundle"));
                             }
                         }
                         if fu.starts_with("http://") || fu.starts_with("https://") {
-                            if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
+                            if let (Some(rt), Some(id)) = (r.prop("resourceType").and_then(Value::as_str), r.prop("id").and_then(Value::as_str)) {
                                 let tail = format!("{rt}/{id}");
                                 if !fu.ends_with(&tail) && !fu.contains(&format!("{tail}/_history/")) {
                                     self.err("invalid", &format!("{path}.entry[{i}]"), format!("The fullUrl '{fu}' does not match the resource's type and id ({tail})"));
@@ -535,11 +548,11 @@ impl<'a> Ctx<'a> {
                 }
                 if btype == "searchset" {
                     if let Some(r) = res {
-                        match e.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str) {
-                            Some("outcome") if r.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
-                                self.err("invalid", &format!("{path}.entry[{i}].resource"), format!("This is not an OperationOutcome ({}): search.mode 'outcome' entries must be OperationOutcomes", r.get("resourceType").and_then(Value::as_str).unwrap_or("?")));
+                        match e.prop("search").and_then(|s| s.prop("mode")).and_then(Value::as_str) {
+                            Some("outcome") if r.prop("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
+                                self.err("invalid", &format!("{path}.entry[{i}].resource"), format!("This is not an OperationOutcome ({}): search.mode 'outcome' entries must be OperationOutcomes", r.prop("resourceType").and_then(Value::as_str).unwrap_or("?")));
                             }
-                            Some("match") | None if r.get("id").is_none() && r.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
+                            Some("match") | None if r.prop("id").is_none() && r.prop("resourceType").and_then(Value::as_str) != Some("OperationOutcome") => {
                                 self.err("invalid", &format!("{path}.entry[{i}].resource"), "Search results must have ids".into());
                             }
                             _ => {}
@@ -548,7 +561,7 @@ impl<'a> Ctx<'a> {
                 }
                 if let Some(r) = res {
                     idx.entry_of.insert(ptr(r), i);
-                    if let (Some(rt), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str)) {
+                    if let (Some(rt), Some(id)) = (r.prop("resourceType").and_then(Value::as_str), r.prop("id").and_then(Value::as_str)) {
                         idx.by_type_id.entry(format!("{rt}/{id}")).or_default().push(r);
                     }
                 }
@@ -580,10 +593,17 @@ impl<'a> Ctx<'a> {
         if let Some(e) = &prof.snapshot_error {
             self.err("processing", path, format!("Error generating the snapshot of {}: {e}", prof.url));
         }
-        let rt = v.get("resourceType").and_then(Value::as_str);
-        let ty = CType::new(rt.map(str::to_string).unwrap_or_else(|| prof.type_name.clone()));
+        let rt = v.prop("resourceType").and_then(Value::as_str);
+        let own;
+        let ty = match rt {
+            Some(rt) if rt != prof.type_name => {
+                own = CType::new(rt.to_string());
+                &own
+            }
+            _ => &prof.root_type,
+        };
         let mut ctx_path = prof.elements[0].path.clone();
-        self.check_complex(Some(v), prof, 0, &ty, path, &mut ctx_path, rt.is_some());
+        self.check_complex(Some(v), prof, 0, ty, path, &mut ctx_path, rt.is_some());
         let out = Rc::new(std::mem::replace(&mut self.issues, saved));
         self.in_progress.remove(&key);
         self.cache.insert(key, out.clone());
@@ -591,17 +611,21 @@ impl<'a> Ctx<'a> {
     }
 
     fn conforms(&mut self, v: &'a Value, prof: &Arc<CompiledProfile>, path: &mut String) -> bool {
-        if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+        if let Some(rt) = v.prop("resourceType").and_then(Value::as_str) {
             if prof.type_name != rt && prof.type_name != "Resource" && prof.type_name != "DomainResource" {
                 return false;
             }
             // a resource conforms when it validates against the profile without errors; validate it
             // where it lives (its bundle entry), as the root of its own resource context
-            let mut own_path = path.clone();
-            if let Some(b) = self.bundles.last() {
-                if let Some(i) = b.entry_of.get(&ptr(v)) {
-                    own_path = format!("{}.entry[{i}].resource", b.path);
+            let mut own_path = String::with_capacity(path.len().max(64) + 128);
+            match self.bundles.last().and_then(|b| b.entry_of.get(&ptr(v)).map(|i| (b, i))) {
+                Some((b, i)) => {
+                    own_path.push_str(&b.path);
+                    own_path.push_str(".entry");
+                    push_index(&mut own_path, *i);
+                    own_path.push_str(".resource");
                 }
+                None => own_path.push_str(path),
             }
             let saved_emitted = std::mem::take(&mut self.emitted);
             self.resources.push((v, v));
@@ -665,7 +689,7 @@ impl<'a> Ctx<'a> {
         }
         self.element_checks(v, None, prof, ei, ty, path, is_resource_root);
         if ty.code == "Attachment" {
-            if let (Some(data), Some(size)) = (obj.get("data").and_then(Value::as_str), obj.get("size").and_then(Value::as_u64)) {
+            if let (Some(data), Some(size)) = (obj.prop("data").and_then(Value::as_str), obj.prop("size").and_then(Value::as_u64)) {
                 if let Some(n) = primitives::base64_len(data) {
                     if n as u64 != size {
                         self.err("value", path, format!("Stated Attachment Size {size} does not match actual attachment size {n}"));
@@ -698,14 +722,13 @@ impl<'a> Ctx<'a> {
         if !root.children.is_empty() {
             self.walk_object(obj, tp, 0, path, ctx_path, &tp.type_name, false);
         }
-        let ty = tp.root_type.clone();
-        self.element_checks(v, None, tp, 0, &ty, path, false);
+        self.element_checks(v, None, tp, 0, &tp.root_type, path, false);
         if tp.type_name == "Extension" && tp.derivation == "constraint" {
             self.check_extension_context(tp, path, ctx_path);
         }
-        let rules: Vec<String> = self.rules.also_check(&tp.url).to_vec();
-        for r in rules {
-            if let Some(rp) = self.store.profile(&r) {
+        let rules = self.rules.clone();
+        for r in rules.also_check(&tp.url) {
+            if let Some(rp) = self.store.profile(r) {
                 self.apply_rule_profile(v, &rp, path);
             }
         }
@@ -799,7 +822,7 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             };
-            let seg: std::borrow::Cow<str> = if ce.choice { format!("{}.ofType({})", ce.name, &key[ce.name.len()..]).into() } else { ce.name.as_str().into() };
+            let seg = Seg { name: &ce.name, of_type: if ce.choice { Some(&key[ce.name.len()..]) } else { None } };
             // collect items
             let mut items = self.items_pool.pop().unwrap_or_default();
             items.clear();
@@ -868,27 +891,18 @@ impl<'a> Ctx<'a> {
                 }
             }
             let len0 = path.len();
-            let sliced = !ce.slices.is_empty() || ce.slicing.is_some() || ce.name == "extension" || ce.name == "modifierExtension";
-            let mut item_paths: Vec<String> = Vec::new();
+            let item_path = ItemPath { seg, many: ce.many };
             for (i, (m, u)) in items.iter().enumerate() {
-                path.push('.');
-                path.push_str(&seg);
-                if ce.many {
-                    use std::fmt::Write as _;
-                    let _ = write!(path, "[{i}]");
-                }
+                item_path.push_to(path, i);
                 self.check_value(*m, *u, prof, c, &ty, path, ctx_path, ctx_type);
-                if sliced {
-                    item_paths.push(path[len0..].to_string());
-                }
                 path.truncate(len0);
             }
             if !ce.slices.is_empty() || (ce.slicing.is_some()) {
-                self.check_slices(&items, &item_paths, prof, c, key, path, ctx_path, ctx_type);
+                self.check_slices(&items, &item_path, prof, c, key, path, ctx_path, ctx_type);
             } else if (ce.name == "extension" || ce.name == "modifierExtension") && !items.is_empty() {
                 for (i, (m, _)) in items.iter().enumerate() {
                     if let Some(m) = m {
-                        path.push_str(&item_paths[i]);
+                        item_path.push_to(path, i);
                         self.check_unsliced_extension(m, path, ctx_path, ctx_type);
                         path.truncate(len0);
                     }
@@ -911,18 +925,20 @@ impl<'a> Ctx<'a> {
             return Err(format!("The type {suffix} is not allowed for {} (allowed types: [{}])", ce.path, allowed.join(", ")));
         }
         match ce.types.len() {
-            0 => Ok(Cow::Owned(CType::new("BackboneElement".into()))),
+            0 => Ok(Cow::Borrowed(ce.merged_type.get_or_init(|| CType::new("BackboneElement".into())))),
             1 => Ok(Cow::Borrowed(&ce.types[0])),
             _ => {
                 // same code with several profiles/targets: merge
-                let code = ce.types[0].code.clone();
-                if ce.types.iter().all(|t| t.code == code) {
-                    let mut t = ce.types[0].clone();
-                    for o in &ce.types[1..] {
-                        t.profiles.extend(o.profiles.iter().cloned());
-                        t.target_profiles.extend(o.target_profiles.iter().cloned());
-                    }
-                    Ok(Cow::Owned(t))
+                let code = &ce.types[0].code;
+                if ce.types.iter().all(|t| &t.code == code) {
+                    Ok(Cow::Borrowed(ce.merged_type.get_or_init(|| {
+                        let mut t = CType { profiles: ce.types[0].profiles.clone(), target_profiles: ce.types[0].target_profiles.clone(), ..CType::new(code.clone()) };
+                        for o in &ce.types[1..] {
+                            t.profiles.extend(o.profiles.iter().cloned());
+                            t.target_profiles.extend(o.target_profiles.iter().cloned());
+                        }
+                        t
+                    })))
                 } else {
                     Ok(Cow::Borrowed(&ce.types[0]))
                 }
@@ -992,7 +1008,7 @@ impl<'a> Ctx<'a> {
                     self.validate_resource(v, path, &ty.profiles, false);
                 }
                 if ty.code != "Resource" && ty.code != "DomainResource" {
-                    if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+                    if let Some(rt) = v.prop("resourceType").and_then(Value::as_str) {
                         if rt != ty.code {
                             self.err("structure", path, format!("This element must contain a {} resource, not a {rt}", ty.code));
                         }
@@ -1041,21 +1057,20 @@ impl<'a> Ctx<'a> {
         if let Some(b) = &el.binding {
             if b.strength == "required" {
                 if let Some(vs) = &b.value_set {
-                    let vs = vs.clone();
-                    self.check_binding(v, &ty.code, &vs, path);
+                    self.check_binding(v, &ty.code, vs, path);
                 }
             }
         }
         if !el.constraints.is_empty() {
             let cons: &[Arc<Constraint>] = &el.constraints;
-            let focus_type = if is_resource_root {
-                v.get("resourceType").and_then(Value::as_str).unwrap_or(&prof.type_name).to_string()
+            let focus_type: &str = if is_resource_root {
+                v.prop("resourceType").and_then(Value::as_str).unwrap_or(&prof.type_name)
             } else if ty.code == "BackboneElement" || ty.code == "Element" {
-                el.path.clone()
+                &el.path
             } else {
-                ty.code.clone()
+                &ty.code
             };
-            self.eval_constraints(v, u, cons, &focus_type, path, prof);
+            self.eval_constraints(v, u, cons, focus_type, path, prof);
         }
     }
 
@@ -1064,8 +1079,8 @@ impl<'a> Ctx<'a> {
         if let Some(s) = v.as_str() {
             for (bound, is_min) in [(&el.min_value, true), (&el.max_value, false)] {
                 let Some(Value::Object(d)) = bound else { continue };
-                let Some(q) = d.get("value").and_then(Value::as_f64) else { continue };
-                let unit = d.get("code").or_else(|| d.get("unit")).and_then(Value::as_str).unwrap_or("d");
+                let Some(q) = d.prop("value").and_then(Value::as_f64) else { continue };
+                let unit = d.prop("code").or_else(|| d.prop("unit")).and_then(Value::as_str).unwrap_or("d");
                 let days = match unit {
                     "a" | "year" | "years" => q * 365.25,
                     "mo" | "month" | "months" => q * 30.4375,
@@ -1088,11 +1103,11 @@ impl<'a> Ctx<'a> {
         let num = |x: &Value| -> Option<rust_decimal::Decimal> {
             match x {
                 Value::Number(n) => n.to_string().parse().ok(),
-                Value::Object(o) => o.get("value").and_then(|v| v.as_number()).and_then(|n| n.to_string().parse().ok()),
+                Value::Object(o) => o.prop("value").and_then(|v| v.as_number()).and_then(|n| n.to_string().parse().ok()),
                 _ => None,
             }
         };
-        let s = |x: &Value| x.as_str().map(str::to_string).or_else(|| x.get("value").map(|v| v.to_string()));
+        let s = |x: &Value| x.as_str().map(str::to_string).or_else(|| x.prop("value").map(|v| v.to_string()));
         if let Some(min) = &el.min_value {
             if let (Some(a), Some(b)) = (num(v), num(min)) {
                 if a < b {
@@ -1120,40 +1135,32 @@ impl<'a> Ctx<'a> {
 
     fn check_binding(&mut self, v: &Value, ty: &str, vs: &str, path: &str) {
         let vs_label = || -> String { vs.to_string() };
-        let mut codings: Vec<(Option<&str>, &str, String)> = Vec::new();
-        match ty {
-            "code" | "string" | "uri" => {
-                if let Some(c) = v.as_str() {
-                    codings.push((None, c, path.to_string()));
-                }
-            }
-            "Coding" | "Quantity" => {
-                if let Some(c) = v.get("code").and_then(Value::as_str) {
-                    codings.push((v.get("system").and_then(Value::as_str), c, path.to_string()));
-                }
-            }
-            "CodeableConcept" => {
-                if let Some(cs) = v.get("coding").and_then(Value::as_array) {
-                    for (i, c) in cs.iter().enumerate() {
-                        if let Some(code) = c.get("code").and_then(Value::as_str) {
-                            codings.push((c.get("system").and_then(Value::as_str), code, format!("{path}.coding[{i}]")));
-                        }
-                    }
-                }
-            }
+        let coding_path = |i: Option<usize>| match i {
+            Some(i) => format!("{path}.coding[{i}]"),
+            None => path.to_string(),
+        };
+        // (system, code, index in CodeableConcept.coding), without collecting them
+        let (single, list): (Option<(Option<&str>, &str)>, &[Value]) = match ty {
+            "code" | "string" | "uri" => (v.as_str().map(|c| (None, c)), &[]),
+            "Coding" | "Quantity" => (v.prop("code").and_then(Value::as_str).map(|c| (v.prop("system").and_then(Value::as_str), c)), &[]),
+            "CodeableConcept" => (None, v.prop("coding").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])),
             _ => return,
-        }
-        if codings.is_empty() {
-            return;
-        }
+        };
+        let codings = single.map(|(s, c)| (s, c, None)).into_iter().chain(
+            list.iter().enumerate().filter_map(|(i, c)| c.prop("code").and_then(Value::as_str).map(|code| (c.prop("system").and_then(Value::as_str), code, Some(i)))),
+        );
         let mut unknown: Vec<(String, String, String)> = Vec::new();
         let mut not: Vec<(String, String)> = Vec::new();
-        for (sys, code, p) in &codings {
-            match self.term.validate_code(vs, *sys, code) {
+        for (sys, code, p) in codings {
+            match self.term.validate_code(vs, sys, code) {
                 Membership::Member => return,
-                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), p.clone())),
-                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), p.clone(), r)),
+                Membership::NotMember => not.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(p))),
+                Membership::Unknown(r) => unknown.push((format!("{}#{code}", sys.unwrap_or("")), coding_path(p), r)),
             }
+        }
+        if unknown.is_empty() && not.is_empty() {
+            // no codes
+            return;
         }
         let name = self.term.value_set_name(vs).map(|n| format!("'{n}' ")).unwrap_or_default();
         if !unknown.is_empty() {
@@ -1196,7 +1203,7 @@ impl<'a> Ctx<'a> {
             let _guard = Timer(_t, &c.key);
             match &c.parsed {
                 Err(e) => self.warn("invariant", path, format!("Constraint {} ({}) could not be parsed, so it was not checked: {e}", c.key, c.expression)),
-                Ok(expr) => match fhirpath::evaluate_items_bool(expr, &fctx, vec![item.clone()]) {
+                Ok(expr) => match fhirpath::evaluate_slice_bool(expr, &fctx, std::slice::from_ref(&item)) {
                     Ok(Some(false)) => {
                         let sev = if c.severity_error { Severity::Error } else { Severity::Warning };
                         let mut msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
@@ -1225,7 +1232,7 @@ impl<'a> Ctx<'a> {
                 if !pol.allow_logical && obj.contains_key("identifier") {
                     self.side_issues.push(Issue::error("business-rule", path, format!("{}: Reference.identifier (a logical reference) is not allowed in this Bundle ({})", pol.id, pol.reason)).with_rule(pol.id.clone()));
                 }
-                if let Some(r) = obj.get("reference").and_then(Value::as_str) {
+                if let Some(r) = obj.prop("reference").and_then(Value::as_str) {
                     if !pol.literal_targets.is_empty() && !r.starts_with('#') && Some(r) != *first {
                         self.side_issues.push(
                             Issue::error("business-rule", path, format!("{}: the reference '{r}' must be a contained resource ('#id') or the {} entry's fullUrl ({}) ({})", pol.id, if pol.literal_targets == "patient-entry" { "Patient" } else { "first" }, first.unwrap_or("none"), pol.reason))
@@ -1260,7 +1267,7 @@ impl<'a> Ctx<'a> {
             return;
         }
         let rtype: Option<String> = resolved
-            .and_then(|t| t.get("resourceType").and_then(Value::as_str).map(str::to_string))
+            .and_then(|t| t.prop("resourceType").and_then(Value::as_str).map(str::to_string))
             .or_else(|| {
                 let parts: Vec<&str> = r.split('/').collect();
                 let n = parts.len();
@@ -1268,17 +1275,21 @@ impl<'a> Ctx<'a> {
                 (t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphabetic())).then(|| t.to_string())
             });
         let Some(rtype) = rtype else { return };
-        let mut allowed: Vec<String> = Vec::new();
-        for tp in &ty.target_profiles {
-            let t = match self.store.sd_meta(tp) {
-                Some((_, Some(t))) => t.to_string(),
-                _ => tp.rsplit('/').next().unwrap_or(tp).split('|').next().unwrap_or("").to_string(),
-            };
-            if t == "Resource" || t == "DomainResource" {
-                return;
+        let allowed = ty.target_types.get_or_init(|| {
+            let mut allowed: Vec<String> = Vec::new();
+            for tp in &ty.target_profiles {
+                let t = match self.store.sd_meta(tp) {
+                    Some((_, Some(t))) => t.to_string(),
+                    _ => tp.rsplit('/').next().unwrap_or(tp).split('|').next().unwrap_or("").to_string(),
+                };
+                if t == "Resource" || t == "DomainResource" {
+                    return None;
+                }
+                allowed.push(t);
             }
-            allowed.push(t);
-        }
+            Some(allowed)
+        });
+        let Some(allowed) = allowed else { return };
         if !allowed.iter().any(|a| *a == rtype) {
             self.err("structure", path, format!("The type '{rtype}' implied by the reference URL {r} is not a valid Target for this element (must be one of [{}])", allowed.join(", ")));
         }
@@ -1287,7 +1298,7 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- extensions
 
     fn check_unsliced_extension(&mut self, ext: &'a Value, path: &mut String, ctx_path: &mut String, _ctx_type: &str) {
-        let Some(url) = ext.get("url").and_then(Value::as_str) else { return };
+        let Some(url) = ext.prop("url").and_then(Value::as_str) else { return };
         if !url.contains(':') {
             return; // relative url: a sub-extension of a complex extension, checked by its parent
         }
@@ -1364,19 +1375,18 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- slicing
 
     #[allow(clippy::too_many_arguments)]
-    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_paths: &[String], prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &mut String, ctx_type: &str) {
+    fn check_slices(&mut self, items: &[(Option<&'a Value>, Option<&'a Value>)], item_path: &ItemPath, prof: &Arc<CompiledProfile>, ci: u32, key: &str, path: &mut String, ctx_path: &mut String, ctx_type: &str) {
         let ce = &prof.elements[ci as usize];
-        let slices = ce.slices.clone();
-        let slicing = ce.slicing.clone();
+        let slices = &ce.slices;
         let is_ext = ce.name == "extension" || ce.name == "modifierExtension";
         let discs = Self::effective_discs(ce);
-        let (ordered, rules) = slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
+        let (ordered, rules) = ce.slicing.as_ref().map(|s| (s.ordered, s.rules)).unwrap_or((false, SlicingRules::Open));
         let mut counts = vec![0u32; slices.len()];
         let mut last = 0usize;
         let mut unmatched_seen = false;
         let len0 = path.len();
         for (i, (m, u)) in items.iter().enumerate() {
-            path.push_str(&item_paths[i]);
+            item_path.push_to(path, i);
             let mut matched = None;
             if let (Some(v), Some(discs)) = (m, discs.as_deref()) {
                 // the instance values at each discriminator path, once per item
@@ -1498,14 +1508,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// The discriminators of a sliced element (defaults for extensions and choices).
-    fn effective_discs(ce: &CElement) -> Option<Vec<crate::profile::Discriminator>> {
+    fn effective_discs(ce: &CElement) -> Option<&[crate::profile::Discriminator]> {
+        static URL: std::sync::LazyLock<[crate::profile::Discriminator; 1]> =
+            std::sync::LazyLock::new(|| [crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }]);
+        static TYPE: std::sync::LazyLock<[crate::profile::Discriminator; 1]> =
+            std::sync::LazyLock::new(|| [crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }]);
         match &ce.slicing {
-            Some(s) if !s.discriminators.is_empty() => Some(s.discriminators.clone()),
+            Some(s) if !s.discriminators.is_empty() => Some(&s.discriminators),
             _ => {
                 if ce.name == "extension" || ce.name == "modifierExtension" {
-                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Value, path: "url".into() }])
+                    Some(&*URL)
                 } else if ce.choice {
-                    Some(vec![crate::profile::Discriminator { kind: DiscriminatorType::Type, path: "$this".into() }])
+                    Some(&*TYPE)
                 } else {
                     None
                 }
@@ -1536,7 +1550,7 @@ impl<'a> Ctx<'a> {
                     } else {
                         let actual = &actuals[di];
                         actual.iter().any(|a| {
-                            let rt = a.get("resourceType").and_then(Value::as_str);
+                            let rt = a.prop("resourceType").and_then(Value::as_str);
                             rt.is_some_and(|rt| codes.iter().any(|c| c == rt))
                         })
                     }
@@ -1547,11 +1561,13 @@ impl<'a> Ctx<'a> {
                     let mut any = false;
                     'outer: for &a in actual.iter() {
                         for pp in profiles {
-                            let mut sub = path.clone();
+                            let len0 = path.len();
                             if !resolve && d.path == "resource" {
-                                sub.push_str(".resource");
+                                path.push_str(".resource");
                             }
-                            if self.conforms(a, pp, &mut sub) {
+                            let ok = self.conforms(a, pp, path);
+                            path.truncate(len0);
+                            if ok {
                                 any = true;
                                 break 'outer;
                             }
@@ -1603,7 +1619,7 @@ impl<'a> Ctx<'a> {
                 continue;
             } else if seg == "resolve()" {
                 for c in &cur {
-                    if let Some(r) = c.get("reference").and_then(Value::as_str) {
+                    if let Some(r) = c.prop("reference").and_then(Value::as_str) {
                         let res = if let Some(id) = r.strip_prefix('#') {
                             self.resources.last().and_then(|x| find_contained(x.1, id))
                         } else {
@@ -1616,8 +1632,8 @@ impl<'a> Ctx<'a> {
                 }
             } else if let Some(url) = fn_arg(seg, "extension") {
                 for c in &cur {
-                    if let Some(a) = c.get("extension").and_then(Value::as_array) {
-                        next.extend(a.iter().filter(|e| e.get("url").and_then(Value::as_str) == Some(url)));
+                    if let Some(a) = c.prop("extension").and_then(Value::as_array) {
+                        next.extend(a.iter().filter(|e| e.prop("url").and_then(Value::as_str) == Some(url)));
                     }
                 }
             } else if let Some(t) = fn_arg(seg, "ofType").or_else(|| fn_arg(seg, "as")) {
@@ -1628,7 +1644,7 @@ impl<'a> Ctx<'a> {
                 let of_type = segs.get(i + 1).and_then(|s| fn_arg(s.trim(), "ofType").or_else(|| fn_arg(s.trim(), "as")));
                 for c in &cur {
                     let Some(o) = c.as_object() else { continue };
-                    if let Some(x) = o.get(seg) {
+                    if let Some(x) = get_prop(o, seg) {
                         push_flat(&mut next, x);
                     } else {
                         for (k, x) in o {
@@ -1743,10 +1759,85 @@ fn civil_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Property lookup that scans small objects instead of hashing (serde_json's map hashes with SipHash).
-#[inline]
-fn get_prop<'v>(o: &'v Map<String, Value>, k: &str) -> Option<&'v Value> {
-    if o.len() <= 8 { o.iter().find(|(n, _)| n.as_str() == k).map(|(_, v)| v) } else { o.get(k) }
+use fhirpath::{json_get as get_prop, json_prop as get_prop_of};
+
+/// Property lookup on JSON objects that scans small objects instead of hashing.
+trait Prop {
+    fn prop(&self, k: &str) -> Option<&Value>;
+}
+
+impl Prop for Value {
+    #[inline]
+    fn prop(&self, k: &str) -> Option<&Value> {
+        get_prop_of(self, k)
+    }
+}
+
+impl Prop for Map<String, Value> {
+    #[inline]
+    fn prop(&self, k: &str) -> Option<&Value> {
+        get_prop(self, k)
+    }
+}
+
+/// The path segment of an element: its name, with `.ofType(T)` for a choice.
+struct Seg<'s> {
+    name: &'s str,
+    of_type: Option<&'s str>,
+}
+
+impl Seg<'_> {
+    fn push_to(&self, path: &mut String) {
+        path.push_str(self.name);
+        if let Some(t) = self.of_type {
+            path.push_str(".ofType(");
+            path.push_str(t);
+            path.push(')');
+        }
+    }
+}
+
+impl std::fmt::Display for Seg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        self.push_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// The path of the items of an element relative to their parent: `.name[i]` (`.name` when the
+/// element is not an array).
+struct ItemPath<'s> {
+    seg: Seg<'s>,
+    many: bool,
+}
+
+impl ItemPath<'_> {
+    fn push_to(&self, path: &mut String, i: usize) {
+        path.push('.');
+        self.seg.push_to(path);
+        if self.many {
+            push_index(path, i);
+        }
+    }
+}
+
+/// Append `[i]` to a path.
+fn push_index(path: &mut String, i: usize) {
+    let mut buf = [0u8; 20];
+    let mut n = i;
+    let mut p = buf.len();
+    loop {
+        p -= 1;
+        buf[p] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    path.push('[');
+    path.push_str(std::str::from_utf8(&buf[p..]).unwrap_or(""));
+    path.push(']');
 }
 
 fn push_flat<'a>(out: &mut Vec<&'a Value>, v: &'a Value) {

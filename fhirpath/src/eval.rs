@@ -4,7 +4,7 @@ use crate::datetime::{DateTime, Precision, Time, compare_components, prec_len, t
 use crate::model::{Kind, Model, TypeDef, TypeId};
 use crate::parser::{BinOp, Expr, Expression, TypeSpec};
 use crate::ucum;
-use crate::value::{Item, Node, Prim, Quantity};
+use crate::value::{Item, Node, Prim, Quantity, json_get, json_get_with_ext, json_prop};
 use crate::{Context, EvalError};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
@@ -32,17 +32,17 @@ pub(crate) struct Frame<'a> {
 pub(crate) struct Ev<'c, 'a> {
     pub ctx: &'c Context<'a>,
     pub m: &'a Model,
-    pub context_item: Vec<Item<'a>>,
+    pub context_item: &'c [Item<'a>],
 }
 
-pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &Context<'a>, input: Vec<Item<'a>>) -> R<'a> {
+pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &Context<'a>, input: &[Item<'a>]) -> R<'a> {
     let context_item = match &ctx.context {
-        Some(c) => vec![c.clone()],
-        None => input.clone(),
+        Some(c) => std::slice::from_ref(c),
+        None => input,
     };
     let ev = Ev { ctx, m: ctx.model, context_item };
     let frame = Frame { this: if input.len() == 1 { Some(input[0].clone()) } else { None }, index: None, total: None };
-    ev.eval(&expr.root, &input, &frame)
+    ev.eval(&expr.root, input, &frame)
 }
 
 const SYSTEM_TYPES: [&str; 9] = ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity", "Long"];
@@ -184,14 +184,14 @@ impl<'c, 'a> Ev<'c, 'a> {
         }
         let s = |v: &str| Ok(vec![Item::String(Arc::from(v))]);
         match name {
-            "context" => Ok(self.context_item.clone()),
+            "context" => Ok(self.context_item.to_vec()),
             "resource" => Ok(match self.ctx.resource {
                 Some(r) => vec![Item::from_json(self.m, r, None, "")],
-                None => self.context_item.clone(),
+                None => self.context_item.to_vec(),
             }),
             "rootResource" => Ok(match self.ctx.root_resource.or(self.ctx.resource) {
                 Some(r) => vec![Item::from_json(self.m, r, None, "")],
-                None => self.context_item.clone(),
+                None => self.context_item.to_vec(),
             }),
             "ucum" => s("http://unitsofmeasure.org"),
             "sct" => s("http://snomed.info/sct"),
@@ -215,7 +215,7 @@ impl<'c, 'a> Ev<'c, 'a> {
         let t = n.ty?;
         let tid = n.tid?;
         if t.kind == Kind::Resource && t.is_abstract
-            && let Some(rt) = n.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str)
+            && let Some(rt) = n.value.and_then(|v| json_prop(v, "resourceType")).and_then(Value::as_str)
                 && rt != &*t.name
                     && let Some(id) = self.m.type_id(rt) {
                         return Some((id, self.m.def(id)));
@@ -297,13 +297,14 @@ impl<'c, 'a> Ev<'c, 'a> {
     fn push_node(&self, out: &mut Vec<Item<'a>>, value: Option<&'a Value>, ext: Option<&'a Value>, tid: Option<TypeId>) {
         let mut tid = tid;
         if let (Some(t), Some(Value::Object(o))) = (tid, value) {
-            if self.m.def(t).kind == Kind::Resource && self.m.def(t).is_abstract
-                && let Some(rt) = o.get("resourceType").and_then(Value::as_str)
+            let d = self.m.def(t);
+            if d.kind == Kind::Resource && d.is_abstract
+                && let Some(rt) = json_get(o, "resourceType").and_then(Value::as_str)
                     && let Some(id) = self.m.type_id(rt) {
                         tid = Some(id);
                     }
         } else if tid.is_none()
-            && let Some(rt) = value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
+            && let Some(rt) = value.and_then(|v| json_prop(v, "resourceType")).and_then(Value::as_str) {
                 tid = self.m.type_id(rt);
             }
         out.push(Item::node(self.m, value, ext, tid));
@@ -311,26 +312,14 @@ impl<'c, 'a> Ev<'c, 'a> {
 
     /// Push the children stored under JSON key `key` of `obj` (with `_key` merged).
     fn push_children(&self, obj: &'a serde_json::Map<String, Value>, key: &str, tid: Option<TypeId>, out: &mut Vec<Item<'a>>) {
-        let v = obj.get(key);
         let prim = match tid {
             Some(t) => self.m.def(t).kind == Kind::Primitive,
             None => true,
         };
-        let e = if prim {
-            let mut buf = [0u8; 128];
-            if key.len() < 127 {
-                buf[0] = b'_';
-                buf[1..=key.len()].copy_from_slice(key.as_bytes());
-                let k = std::str::from_utf8(&buf[..=key.len()]).unwrap_or("");
-                obj.get(k)
-            } else {
-                obj.get(&format!("_{key}"))
-            }
-        } else {
-            None
-        };
+        let (v, e) = if prim { json_get_with_ext(obj, key) } else { (json_get(obj, key), None) };
         match v {
             Some(Value::Array(arr)) => {
+                out.reserve(arr.len());
                 let earr = e.and_then(Value::as_array);
                 for (i, x) in arr.iter().enumerate() {
                     let ex = earr.and_then(|a| a.get(i)).filter(|v| !v.is_null());

@@ -4,11 +4,12 @@ use crate::datetime::{Date, DateTime, Precision, Time};
 use crate::eval::{Ev, Frame, R, compare, equals, fail};
 use crate::model::Kind;
 use crate::parser::{Expr, FuncCall};
-use crate::value::{Item, Node, Prim, Quantity, TypeInfo};
+use crate::value::{Item, Node, Prim, Quantity, TypeInfo, json_prop};
 use crate::EvalError;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -253,12 +254,16 @@ impl<'c, 'a> Ev<'c, 'a> {
         }
     }
 
-    fn arg_str(&self, fc: &FuncCall, i: usize, input: &[Item<'a>], fr: &Frame<'a>) -> Result<Option<String>, EvalError> {
+    fn arg_str<'f>(&self, fc: &'f FuncCall, i: usize, input: &[Item<'a>], fr: &Frame<'a>) -> Result<Option<Cow<'f, str>>, EvalError> {
+        // a literal argument is borrowed from the expression
+        if let Some(Expr::Literal(Item::String(x))) = fc.args.get(i) {
+            return Ok(Some(Cow::Borrowed(x)));
+        }
         let v = self.arg(fc, i, input, fr)?;
         match v.len() {
             0 => Ok(None),
             1 => match v[0].prim() {
-                Prim::Str(x) => Ok(Some(x.to_string())),
+                Prim::Str(x) => Ok(Some(Cow::Owned(x.to_string()))),
                 _ => fail(format!("{}(): expected a String argument", fc.name)),
             },
             _ => fail(format!("{}(): expected a single argument", fc.name)),
@@ -282,11 +287,11 @@ impl<'c, 'a> Ev<'c, 'a> {
     }
 
     /// Single string input (empty -> None), error for non-strings.
-    fn focus_str(&self, fc: &FuncCall, focus: &[Item<'a>]) -> Result<Option<String>, EvalError> {
+    fn focus_str<'f>(&self, fc: &FuncCall, focus: &'f [Item<'a>]) -> Result<Option<&'f str>, EvalError> {
         match focus.len() {
             0 => Ok(None),
             1 => match focus[0].prim() {
-                Prim::Str(x) => Ok(Some(x.to_string())),
+                Prim::Str(x) => Ok(Some(x)),
                 _ => fail(format!("{}(): input is not a String ({})", fc.name, focus[0].type_name())),
             },
             _ => fail(format!("{}(): input has more than one item", fc.name)),
@@ -610,7 +615,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             IndexOf | LastIndexOf => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(sub) = self.arg_str(fc, 0, input, fr)? else { return Ok(Vec::new()) };
-                let pos = if fc.func == IndexOf { x.find(&sub) } else { x.rfind(&sub) };
+                let pos = if fc.func == IndexOf { x.find(&*sub) } else { x.rfind(&*sub) };
                 Ok(vec![Item::Integer(match pos {
                     Some(p) => x[..p].chars().count() as i64,
                     None => -1,
@@ -619,28 +624,34 @@ impl<'c, 'a> Ev<'c, 'a> {
             Substring => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(start) = self.arg_int(fc, 0, input, fr)? else { return Ok(Vec::new()) };
-                let chars: Vec<char> = x.chars().collect();
-                if start < 0 || start as usize >= chars.len() {
+                // positions count characters; an ASCII string is sliced by bytes
+                let ascii = x.is_ascii();
+                let n = if ascii { x.len() } else { x.chars().count() };
+                if start < 0 || start as usize >= n {
                     return Ok(Vec::new());
                 }
                 let len = if fc.args.len() > 1 {
                     match self.arg_int(fc, 1, input, fr)? {
                         Some(l) => l.max(0) as usize,
-                        None => chars.len(),
+                        None => n,
                     }
                 } else {
-                    chars.len()
+                    n
                 };
-                let end = (start as usize).saturating_add(len).min(chars.len());
-                s(chars[start as usize..end].iter().collect::<String>())
+                let start = start as usize;
+                let end = start.saturating_add(len).min(n);
+                if ascii {
+                    return s(&x[start..end]);
+                }
+                s(x.chars().skip(start).take(end - start).collect::<String>())
             }
             StartsWith | EndsWith | ContainsStr => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(a) = self.arg_str(fc, 0, input, fr)? else { return Ok(Vec::new()) };
                 b(match fc.func {
-                    StartsWith => x.starts_with(&a),
-                    EndsWith => x.ends_with(&a),
-                    _ => x.contains(&a),
+                    StartsWith => x.starts_with(&*a),
+                    EndsWith => x.ends_with(&*a),
+                    _ => x.contains(&*a),
                 })
             }
             Upper | Lower | Trim | Length | ToChars => {
@@ -668,7 +679,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                     }
                     return s(o);
                 }
-                s(x.replace(&p, &r))
+                s(x.replace(&*p, &r))
             }
             Matches | MatchesFull | ReplaceMatches => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
@@ -688,7 +699,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                         return s(x);
                     }
                     // FHIRPath uses $1 for groups, as does the regex crate; escape nothing else.
-                    s(re.replace_all(&x, r.as_str()).into_owned())
+                    s(re.replace_all(x, &*r).into_owned())
                 } else {
                     b(re.is_match(&x))
                 }
@@ -696,7 +707,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             Split => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(sep) = self.arg_str(fc, 0, input, fr)? else { return Ok(Vec::new()) };
-                Ok(x.split(sep.as_str()).map(|p| Item::String(Arc::from(p))).collect())
+                Ok(x.split(&*sep).map(|p| Item::String(Arc::from(p))).collect())
             }
             Join => {
                 let sep = self.arg_str(fc, 0, input, fr)?.unwrap_or_default();
@@ -712,7 +723,7 @@ impl<'c, 'a> Ev<'c, 'a> {
             Encode | Decode | Escape | Unescape => {
                 let Some(x) = self.focus_str(fc, &focus)? else { return Ok(Vec::new()) };
                 let Some(fmt) = self.arg_str(fc, 0, input, fr)? else { return Ok(Vec::new()) };
-                let r = match (fc.func, fmt.as_str()) {
+                let r = match (fc.func, &*fmt) {
                     (Encode, "base64") => Some(b64_encode(x.as_bytes(), false)),
                     (Encode, "urlbase64") => Some(b64_encode(x.as_bytes(), true)),
                     (Encode, "hex") => Some(x.bytes().map(|c| format!("{c:02x}")).collect()),
@@ -846,7 +857,7 @@ impl<'c, 'a> Ev<'c, 'a> {
                 }
                 Ok(exts
                     .into_iter()
-                    .filter(|e| e.as_json().and_then(|j| j.get("url")).and_then(Value::as_str) == Some(url.as_str()))
+                    .filter(|e| e.as_json().and_then(|j| json_prop(j, "url")).and_then(Value::as_str) == Some(&*url))
                     .collect())
             }
             HasValue => {

@@ -36,7 +36,7 @@ mod value;
 pub use datetime::{Date, DateTime, Precision, Time};
 pub use model::{ElementInfo, Model, TypeId};
 pub use parser::Expression;
-pub use value::{Item, Node, Quantity, TypeInfo};
+pub use value::{Item, Node, Quantity, TypeInfo, json_get, json_prop};
 
 use std::collections::HashMap;
 
@@ -189,7 +189,7 @@ pub fn evaluate_items<'a>(
     ctx: &Context<'a>,
     input: Vec<Item<'a>>,
 ) -> Result<Vec<Item<'a>>, EvalError> {
-    eval::evaluate(expr, ctx, input)
+    eval::evaluate(expr, ctx, &input)
 }
 
 /// Evaluate an invariant (ElementDefinition.constraint.expression): `Some(b)` for a single boolean
@@ -210,7 +210,17 @@ pub fn evaluate_items_bool<'a>(
     ctx: &Context<'a>,
     input: Vec<Item<'a>>,
 ) -> Result<Option<bool>, EvalError> {
-    let r = evaluate_items(expr, ctx, input)?;
+    evaluate_slice_bool(expr, ctx, &input)
+}
+
+/// [`evaluate_bool`] over a borrowed input collection (e.g. `std::slice::from_ref(&item)`, to
+/// evaluate several invariants on one item without building a collection for each).
+pub fn evaluate_slice_bool<'a>(
+    expr: &Expression,
+    ctx: &Context<'a>,
+    input: &[Item<'a>],
+) -> Result<Option<bool>, EvalError> {
+    let r = eval::evaluate(expr, ctx, input)?;
     to_bool_result(r)
 }
 

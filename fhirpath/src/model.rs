@@ -53,6 +53,35 @@ pub(crate) struct TypeDef {
     pub base: Option<TypeId>,
     pub base_url: Option<Box<str>>,
     pub elements: HashMap<Box<str>, ElementInfo>,
+    /// How values of this type convert to System values (derived from `code` by `add_type`).
+    pub conv: Conv,
+}
+
+/// The conversion of a node's JSON value to a System value, by FHIR type (see `value::node_prim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conv {
+    Decimal,
+    Date,
+    DateTime,
+    Time,
+    Integer64,
+    /// Quantity and its specialisations (Age, Duration, SimpleQuantity...).
+    Quantity,
+    Other,
+}
+
+impl Conv {
+    pub(crate) fn of(code: &str) -> Conv {
+        match code {
+            "decimal" => Conv::Decimal,
+            "date" => Conv::Date,
+            "dateTime" | "instant" => Conv::DateTime,
+            "time" => Conv::Time,
+            "integer64" => Conv::Integer64,
+            "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => Conv::Quantity,
+            _ => Conv::Other,
+        }
+    }
 }
 
 /// Description of a child element of a type.
@@ -153,6 +182,7 @@ impl Model {
                 base: None,
                 base_url,
                 elements: HashMap::default(),
+                conv: Conv::Other,
             });
         }
         for sd in &constraints {
@@ -171,6 +201,7 @@ impl Model {
                 base: Some(base),
                 base_url: None,
                 elements: HashMap::default(),
+                conv: Conv::Other,
             });
             let _ = id;
         }
@@ -195,7 +226,8 @@ impl Model {
         m
     }
 
-    fn add_type(&mut self, t: TypeDef) -> TypeId {
+    fn add_type(&mut self, mut t: TypeDef) -> TypeId {
+        t.conv = Conv::of(&t.code);
         let id = TypeId(self.types.len() as u32);
         self.by_name.insert(t.name.clone(), id);
         self.types.push(t);
@@ -247,6 +279,7 @@ impl Model {
                             base,
                             base_url: None,
                             elements: HashMap::default(),
+                            conv: Conv::Other,
                         });
                         types.push(id);
                         break;

@@ -1,7 +1,7 @@
 //! FHIRPath values: JSON tree nodes and System values.
 
 use crate::datetime::{Date, DateTime, Time};
-use crate::model::{Kind, Model, TypeDef, TypeId};
+use crate::model::{Conv, Kind, Model, TypeDef, TypeId};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::fmt;
@@ -39,13 +39,13 @@ impl<'a> Node<'a> {
     pub fn type_name(&self) -> &'a str {
         if let Some(t) = self.ty {
             if t.kind == Kind::Resource && t.is_abstract
-                && let Some(rt) = self.value.and_then(|v| v.get("resourceType")).and_then(Value::as_str) {
+                && let Some(rt) = self.value.and_then(|v| json_prop(v, "resourceType")).and_then(Value::as_str) {
                     return rt;
                 }
             return &t.code;
         }
         match self.value {
-            Some(Value::Object(o)) => o.get("resourceType").and_then(Value::as_str).unwrap_or("Element"),
+            Some(Value::Object(o)) => json_get(o, "resourceType").and_then(Value::as_str).unwrap_or("Element"),
             Some(Value::String(_)) => "string",
             Some(Value::Bool(_)) => "boolean",
             Some(Value::Number(n)) => {
@@ -119,8 +119,57 @@ pub enum Item<'a> {
 
 /// Parse a JSON number's textual form to Decimal (keeps precision).
 pub(crate) fn json_decimal(n: &serde_json::Number) -> Option<Decimal> {
-    let s = n.to_string();
-    Decimal::from_str(&s).ok().or_else(|| Decimal::from_scientific(&s).ok())
+    let s = n.as_str();
+    Decimal::from_str(s).ok().or_else(|| Decimal::from_scientific(s).ok())
+}
+
+/// Objects up to this many properties are searched by scanning instead of hashing (serde_json's
+/// map hashes every lookup with SipHash; FHIR objects are small).
+const SCAN_LIMIT: usize = 32;
+
+/// Property `k` of a JSON object (same result as `Map::get`, faster for small objects).
+#[inline]
+pub fn json_get<'v>(o: &'v serde_json::Map<String, Value>, k: &str) -> Option<&'v Value> {
+    if o.len() <= SCAN_LIMIT { o.iter().find(|(n, _)| n.as_str() == k).map(|(_, v)| v) } else { o.get(k) }
+}
+
+/// Property `k` of a JSON value (None unless it is an object).
+#[inline]
+pub fn json_prop<'v>(v: &'v Value, k: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(o) => json_get(o, k),
+        _ => None,
+    }
+}
+
+/// Properties `k` and `_k` of a JSON object (the value of a primitive and its extension sibling),
+/// in one pass.
+#[inline]
+pub(crate) fn json_get_with_ext<'v>(o: &'v serde_json::Map<String, Value>, k: &str) -> (Option<&'v Value>, Option<&'v Value>) {
+    if o.len() > SCAN_LIMIT {
+        let mut buf = [0u8; 128];
+        let e = if k.len() < buf.len() {
+            buf[0] = b'_';
+            buf[1..=k.len()].copy_from_slice(k.as_bytes());
+            std::str::from_utf8(&buf[..=k.len()]).ok().and_then(|u| o.get(u))
+        } else {
+            o.get(format!("_{k}").as_str())
+        };
+        return (o.get(k), e);
+    }
+    let kb = k.as_bytes();
+    let (mut v, mut e) = (None, None);
+    for (n, x) in o {
+        let nb = n.as_bytes();
+        if nb.len() == kb.len() {
+            if nb == kb {
+                v = Some(x);
+            }
+        } else if nb.len() == kb.len() + 1 && nb[0] == b'_' && &nb[1..] == kb {
+            e = Some(x);
+        }
+    }
+    (v, e)
 }
 
 /// Primitive view of an item used by operators.
@@ -148,7 +197,7 @@ impl<'a> Item<'a> {
     /// = from `resourceType`). `ext` is the `_x` sibling for primitives.
     pub fn from_json(model: &'a Model, value: &'a Value, ext: Option<&'a Value>, type_name: &str) -> Item<'a> {
         let tid = if type_name.is_empty() {
-            value.get("resourceType").and_then(Value::as_str).and_then(|n| model.type_id(n))
+            json_prop(value, "resourceType").and_then(Value::as_str).and_then(|n| model.type_id(n))
         } else {
             model.type_id(type_name)
         };
@@ -287,11 +336,11 @@ impl<'a> Item<'a> {
 
 fn node_prim<'x>(n: &Node<'x>) -> Prim<'x> {
     let Some(v) = n.value else { return Prim::Other };
-    let tname: &str = n.ty.map(|t| &*t.code).unwrap_or("");
+    let conv = n.ty.map(|t| t.conv);
     match v {
         Value::Bool(b) => Prim::Bool(*b),
         Value::Number(num) => {
-            let is_dec = tname == "decimal" || (tname.is_empty() && !(num.is_i64() || num.is_u64()));
+            let is_dec = conv == Some(Conv::Decimal) || (n.ty.is_none() && !(num.is_i64() || num.is_u64()));
             if !is_dec
                 && let Some(i) = num.as_i64() {
                     return Prim::Int(i);
@@ -301,26 +350,24 @@ fn node_prim<'x>(n: &Node<'x>) -> Prim<'x> {
                 None => Prim::Other,
             }
         }
-        Value::String(s) => match tname {
-            "date" => Date::parse(s).map(Prim::Date).unwrap_or(Prim::Str(s)),
-            "dateTime" | "instant" => DateTime::parse(s).map(Prim::DateTime).unwrap_or(Prim::Str(s)),
-            "time" => Time::parse(s).map(Prim::Time).unwrap_or(Prim::Str(s)),
-            "integer64" => s.parse().map(Prim::Int).unwrap_or(Prim::Str(s)),
+        Value::String(s) => match conv {
+            Some(Conv::Date) => Date::parse(s).map(Prim::Date).unwrap_or(Prim::Str(s)),
+            Some(Conv::DateTime) => DateTime::parse(s).map(Prim::DateTime).unwrap_or(Prim::Str(s)),
+            Some(Conv::Time) => Time::parse(s).map(Prim::Time).unwrap_or(Prim::Str(s)),
+            Some(Conv::Integer64) => s.parse().map(Prim::Int).unwrap_or(Prim::Str(s)),
             _ => Prim::Str(s),
         },
         Value::Object(o) => {
-            let is_qty = n.ty.is_some_and(|t| matches!(&*t.code, "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity"));
-            if is_qty {
-                let Some(val) = o.get("value").and_then(|v| match v {
+            if conv == Some(Conv::Quantity) {
+                let Some(val) = json_get(o, "value").and_then(|v| match v {
                     Value::Number(n) => json_decimal(n),
                     _ => None,
                 }) else {
                     return Prim::Other;
                 };
-                let unit = o
-                    .get("code")
+                let unit = json_get(o, "code")
                     .and_then(Value::as_str)
-                    .or_else(|| o.get("unit").and_then(Value::as_str))
+                    .or_else(|| json_get(o, "unit").and_then(Value::as_str))
                     .unwrap_or("1");
                 Prim::Qty(val, unit)
             } else {
