@@ -20,6 +20,7 @@ const SECRET: &str = "e2e-maintainer-secret-0123456789abcdef";
 const CORELAB: &str = "jlac10-corelab-to-loinc";
 const CORELAB_SYSTEM: &str = "http://jpfhir.jp/fhir/clins/CodeSystem/JLAC10/JP_CLINS_ObsLabResult_CoreLabo_CS";
 const POTASSIUM: &str = "3H015000002326101";
+const PROTEIN: &str = "3A015000001827101";
 const OBSERVATIONS: &str = "Bundle-Bundle-CLINS-Observations-Example-01.json";
 
 /// An HS256 JWT minted here, independently of the gateway's code.
@@ -95,7 +96,8 @@ fn corelab_v2() -> String {
     let mut v2 = v1.replace("# version: 1.0.0", "# version: 2.0.0");
     let line = v2.lines().find(|l| l.starts_with(POTASSIUM)).unwrap().to_string();
     v2 = v2.replace(&line, &line.replace("2823-3,Potassium [Moles/volume] in Serum or Plasma", "6298-4,Potassium [Moles/volume] in Blood"));
-    v2.push_str("3H999000002326101,E2E added row,2951-2,Sodium [Moles/volume] in Serum or Plasma,wider,added in 2.0.0\n");
+    // total protein: in the official example, not mapped by 1.0.0
+    v2.push_str(&format!("{PROTEIN},E2E added row,2885-2,Protein [Mass/volume] in Serum or Plasma,wider,added in 2.0.0\n"));
     let dir = std::env::temp_dir().join(format!("gateway-e2e-tables-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("v2.csv"), &v2).unwrap();
@@ -235,6 +237,8 @@ both_engines!(maintainer_workflow_end_to_end, |db| async move {
     let potassium_id = stored["id"].as_str().unwrap().to_string();
     let original_codings: Vec<Value> = stored["code"]["coding"].as_array().unwrap().iter().filter(|c| c.get("extension").is_none()).cloned().collect();
     assert!(loinc_codings(&stored).iter().all(|(code, _)| code == "2823-3"), "{stored}");
+    let unmapped = || async { server.get("$unmapped?institution=1318814790").await.1.to_string() };
+    assert!(unmapped().await.contains(PROTEIN), "queued while no table maps it");
 
     // Upload 2.0.0 as CSV: the difference from the active 1.0.0.
     let v2 = corelab_v2();
@@ -243,7 +247,7 @@ both_engines!(maintainer_workflow_end_to_end, |db| async move {
     assert_eq!(param(&up, "new")["valueBoolean"], true);
     assert_eq!(param(&up, "comparedWith")["valueString"], "1.0.0");
     assert_eq!((param(&up, "addedCount")["valueInteger"].as_i64(), param(&up, "changedCount")["valueInteger"].as_i64(), param(&up, "removedCount")["valueInteger"].as_i64()), (Some(1), Some(1), Some(0)), "{up}");
-    assert_eq!(part(params(&up, "added")[0], "sourceCode")["valueCode"], "3H999000002326101");
+    assert_eq!(part(params(&up, "added")[0], "sourceCode")["valueCode"], PROTEIN);
     let changed = params(&up, "changed")[0];
     assert_eq!(part(changed, "sourceCode")["valueCode"], POTASSIUM);
     assert_eq!(part(part(changed, "old"), "targetCode")["valueCode"], "2823-3");
@@ -298,6 +302,8 @@ both_engines!(maintainer_workflow_end_to_end, |db| async move {
     assert_eq!(param(&a, "activeToday")["valueString"], "2.0.0");
     let t = translate_potassium(&server).await;
     assert!(t.contains("6298-4") && !t.contains("2823-3"), "{t}");
+    let queue = unmapped().await;
+    assert!(!queue.contains(PROTEIN) && queue.contains("0000181800"), "mapped codes leave the queue, others stay: {queue}");
 
     // Re-map the stored data with 2.0.0, as a background job.
     let (status, headers, job) = call(&server, "POST", "$remap", Some(&alice()), "", String::new()).await;
@@ -416,10 +422,11 @@ both_engines!(maintainer_remap_job_resumes_after_restart, |db| async move {
     let done = finished_job(&server, "$remap-status/interrupted-job").await;
     assert_eq!(param(&done, "state")["valueCode"], "done", "{done}");
     assert_eq!(param(&done, "table")["valueString"], CORELAB);
-    // Only the three Observations with a core-lab code were looked at. Two changed: potassium
-    // (new target) and urine protein (same target, now marked as produced by 2.0.0).
+    // Only the three Observations with a core-lab code were looked at, and all three changed:
+    // potassium (new target), total protein (mapped for the first time) and urine protein (same
+    // target, now marked as produced by 2.0.0).
     assert_eq!(param(&done, "processed")["valueInteger"], 3, "{done}");
-    assert_eq!(param(&done, "changed")["valueInteger"], 2, "{done}");
+    assert_eq!(param(&done, "changed")["valueInteger"], 3, "{done}");
     let url = format!("http://jpfhir.jp/fhir/gateway/ConceptMap/{CORELAB}");
     assert!(loinc_codings(&potassium_observation(&server).await).contains(&("6298-4".to_string(), format!("{url}|2.0.0"))));
 });
