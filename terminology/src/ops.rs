@@ -402,13 +402,19 @@ impl Snapshot {
                 vec![self.concept_map(&canon).ok_or_else(|| OpError::new(404, "not-found", format!("Unknown concept map {canon}")))?]
             }
             None => {
-                let mut v: Vec<_> = self
-                    .concept_maps()
-                    .filter(|m| req.source.as_deref().is_none_or(|s| m.source_scope.as_deref().is_none_or(|x| x == s)))
-                    .filter(|m| req.target.as_deref().is_none_or(|t| m.target_scope.as_deref() == Some(t) || self.systems.same(t, m.groups.first().and_then(|g| g.target.as_deref()).unwrap_or(""))))
-                    .cloned()
-                    .collect();
-                v.sort_by(|a, b| a.url.cmp(&b.url));
+                let scope = |m: &std::sync::Arc<ConceptMap>| {
+                    req.source.as_deref().is_none_or(|s| m.source_scope.as_deref().is_none_or(|x| x == s))
+                        && req.target.as_deref().is_none_or(|t| m.target_scope.as_deref() == Some(t) || self.systems.same(t, m.groups.first().and_then(|g| g.target.as_deref()).unwrap_or("")))
+                };
+                let mut v: Vec<_> = if req.reverse {
+                    // Reverse: the code is a target code; any map may hold it.
+                    let mut all: Vec<_> = self.concept_maps().cloned().collect();
+                    all.sort_by(|a, b| a.url.cmp(&b.url));
+                    all
+                } else {
+                    self.concept_maps_from(system)
+                };
+                v.retain(scope);
                 v
             }
         };

@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// Mapping-table ConceptMaps with no version in force (every activation rolled back, or not
     /// yet effective): reachable by `url|version` only, never the default.
     pub(crate) inactive_maps: FastSet<String>,
+    /// The default ConceptMaps by the canonical URI of a group's source system (key "" for groups
+    /// without a source, which apply to any system), sorted by URL; built on first `$translate`.
+    translate_index: std::sync::OnceLock<FastMap<String, Vec<Arc<ConceptMap>>>>,
     /// Compiled CodeSystems from the package store (shared between snapshots: the store does not change).
     pkg_code_systems: Cache<Option<Arc<CodeSystem>>>,
     /// Compiled ValueSets (per snapshot: resources may change between snapshots).
@@ -51,6 +54,7 @@ impl Clone for Snapshot {
             value_sets: self.value_sets.clone(),
             concept_maps: self.concept_maps.clone(),
             inactive_maps: self.inactive_maps.clone(),
+            translate_index: std::sync::OnceLock::new(),
             pkg_code_systems: self.pkg_code_systems.clone(),
             vs_cache: Arc::new(RwLock::new(FastMap::default())),
             expansion_limit: self.expansion_limit,
@@ -90,6 +94,7 @@ impl Snapshot {
             value_sets: FastMap::default(),
             concept_maps: FastMap::default(),
             inactive_maps: FastSet::default(),
+            translate_index: std::sync::OnceLock::new(),
             pkg_code_systems: Arc::new(RwLock::new(FastMap::default())),
             vs_cache: Arc::new(RwLock::new(FastMap::default())),
             expansion_limit: DEFAULT_EXPANSION_LIMIT,
@@ -160,6 +165,7 @@ impl Snapshot {
 
     /// Add a compiled ConceptMap (replacing one with the same url and version; it becomes the default version).
     pub fn add_concept_map(&mut self, cm: Arc<ConceptMap>) {
+        self.translate_index = std::sync::OnceLock::new();
         let list = self.concept_maps.entry(cm.url.clone()).or_default();
         list.retain(|c| c.version != cm.version);
         list.push(cm);
@@ -179,6 +185,7 @@ impl Snapshot {
             }
         }
         self.inactive_maps.retain(|url| !active_urls.contains(url));
+        self.translate_index = std::sync::OnceLock::new();
     }
 
     /// Load every `*.json` resource file in a directory (not recursive; CodeSystem, ValueSet,
@@ -340,6 +347,31 @@ impl Snapshot {
         }
         let list = self.concept_maps.get(url)?;
         pick_version(list, version, |c| c.version.as_deref()).cloned()
+    }
+
+    /// The default ConceptMaps that may map codes of `system` (a group with that source, or with
+    /// none), sorted by URL: what an unscoped `$translate` searches, without a scan of every map.
+    pub fn concept_maps_from(&self, system: &str) -> Vec<Arc<ConceptMap>> {
+        let index = self.translate_index.get_or_init(|| {
+            let mut index: FastMap<String, Vec<Arc<ConceptMap>>> = FastMap::default();
+            for map in self.concept_maps() {
+                let mut keys: Vec<String> = map.groups.iter().map(|g| g.source.as_deref().map_or("", |s| self.systems.canonical(s)).to_string()).collect();
+                keys.sort();
+                keys.dedup();
+                for key in keys {
+                    index.entry(key).or_default().push(map.clone());
+                }
+            }
+            for maps in index.values_mut() {
+                maps.sort_by(|a, b| a.url.cmp(&b.url));
+            }
+            index
+        });
+        let own = index.get(self.systems.canonical(system)).into_iter().flatten();
+        let mut maps: Vec<Arc<ConceptMap>> = own.chain(index.get("").into_iter().flatten()).cloned().collect();
+        maps.sort_by(|a, b| a.url.cmp(&b.url));
+        maps.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        maps
     }
 
     /// The default version of every ConceptMap.
