@@ -264,3 +264,40 @@ both_engines!(fixtures_are_accepted_or_rejected_as_declared, |db| async move {
     }
     assert!(wrong.is_empty(), "{} fixtures handled wrongly:\n{}", wrong.len(), wrong.join("\n"));
 });
+
+both_engines!(canonical_patient_versions_follow_the_submitted_demographics, |db| async move {
+    let server = Server::start(&db).await;
+    let unit = |n: u32, family: &str| {
+        let mut b = example(OBSERVATIONS);
+        let value = b["identifier"]["value"].as_str().unwrap().to_string();
+        b["identifier"]["value"] = json!(format!("{value}-{n}"));
+        for e in b["entry"].as_array_mut().unwrap() {
+            if e["resource"]["resourceType"] == "Patient" {
+                e["resource"]["name"][0]["family"] = json!(family);
+            }
+        }
+        b
+    };
+    let patient_of = |receipt: &Value| param(receipt, "patient")["valueReference"]["reference"].as_str().unwrap().to_string();
+    let (status, first) = server.post("$submit", &unit(1, "山田")).await;
+    assert_eq!(status, 201, "{first}");
+    let patient = patient_of(&first);
+    let version = |p: &Value| p["meta"]["versionId"].as_str().unwrap().to_string();
+    let (_, p) = server.get(&patient).await;
+    assert_eq!((version(&p), p["name"][0]["family"].as_str()), ("1".into(), Some("山田")), "a new patient is created with its first unit");
+    // Another unit with the same demographics writes no new version; different ones do.
+    let (status, second) = server.post("$submit", &unit(2, "山田")).await;
+    assert_eq!((status, patient_of(&second)), (201, patient.clone()), "{second}");
+    assert_eq!(version(&server.get(&patient).await.1), "1");
+    let (status, third) = server.post("$submit", &unit(3, "山本")).await;
+    assert_eq!(status, 201, "{third}");
+    let (_, p) = server.get(&patient).await;
+    assert_eq!((version(&p), p["name"][0]["family"].as_str()), ("2".into(), Some("山本")));
+    // A deleted canonical Patient comes back with the next unit, as a new version.
+    let r = server.client.delete(server.url(&patient)).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, fourth) = server.post("$submit", &unit(4, "山本")).await;
+    assert_eq!(status, 201, "{fourth}");
+    let (status, p) = server.get(&patient).await;
+    assert_eq!((status, version(&p)), (200, "4".into()), "{p}");
+});

@@ -97,10 +97,25 @@ pub async fn submit(
     let replaced = current.is_some() && remove_unit(conn, engine, &sub.unit, now).await?;
     let outcome = if replaced { "replaced" } else { "accepted" };
 
-    write_patient(conn, engine, index, &sub, patient_rows, now).await?;
     // The resources move into the store; the members' kinds and flags stay for the receipt.
-    let resources = sub.members.iter_mut().map(|m| (m.res_type.clone(), m.id.clone(), std::mem::take(&mut m.resource))).collect();
-    apply::create_many(conn, index, resources, member_rows, now).await?;
+    let mut resources: Vec<_> = sub.members.iter_mut().map(|m| (m.res_type.clone(), m.id.clone(), std::mem::take(&mut m.resource))).collect();
+    let mut rows = member_rows;
+    match patient_write(conn, &sub).await? {
+        PatientWrite::Done => {}
+        PatientWrite::New => {
+            // A patient's first unit: the Patient goes in with the members' statements.
+            resources.push(("Patient".to_string(), sub.patient.patient_id(), sub.patient_resource.clone()));
+            rows = rows.zip(patient_rows).map(|(mut rows, patient)| {
+                rows.push(patient);
+                rows
+            });
+        }
+        PatientWrite::Changed => {
+            let id = sub.patient.patient_id();
+            apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, patient_rows, now).await?;
+        }
+    }
+    apply::create_many(conn, index, resources, rows, now).await?;
     sqlx::query(
         "INSERT INTO submission_unit (patient_key, bundle_system, bundle_value, submission_id, content_hash, institution)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -167,38 +182,34 @@ async fn count_unmapped(conn: &mut AnyConnection, institution: &str, codes: &[(S
     .await
 }
 
-/// The canonical Patient takes the submitted demographics; an unchanged Patient (the common
-/// case: every unit of a patient carries the same one) writes no new version.
-async fn write_patient(
-    conn: &mut AnyConnection,
-    engine: Engine,
-    index: &SearchIndex,
-    sub: &Submission,
-    rows: Option<IndexRows>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let id = sub.patient.patient_id();
-    let current = sqlx::query("SELECT body FROM resource_current WHERE res_type = 'Patient' AND res_id = $1 AND deleted = 0")
-        .bind(&id)
+/// What the canonical Patient needs: it takes the submitted demographics, but an unchanged
+/// Patient (the common case: every unit of a patient carries the same one) writes no new version.
+enum PatientWrite {
+    Done,
+    /// No row at all: created together with the members.
+    New,
+    /// A different (or deleted) current version: updated.
+    Changed,
+}
+
+async fn patient_write(conn: &mut AnyConnection, sub: &Submission) -> Result<PatientWrite, StoreError> {
+    let current = sqlx::query("SELECT body, deleted FROM resource_current WHERE res_type = 'Patient' AND res_id = $1")
+        .bind(sub.patient.patient_id())
         .fetch_optional(&mut *conn)
         .await?;
-    if let Some(row) = current {
-        let mut stored: serde_json::Value = serde_json::from_str(&row.get::<String, _>(0)).unwrap_or_default();
-        if let Some(meta) = stored.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-        }
-        let mut submitted = sub.patient_resource.clone();
-        if let Some(meta) = submitted.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-        }
-        if stored == submitted {
-            return Ok(());
-        }
+    let Some(row) = current else { return Ok(PatientWrite::New) };
+    if row.get::<i64, _>(1) != 0 {
+        return Ok(PatientWrite::Changed);
     }
-    apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, rows, now).await?;
-    Ok(())
+    let without_meta = |mut v: serde_json::Value| {
+        if let Some(meta) = v.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        v
+    };
+    let stored = without_meta(serde_json::from_str(&row.get::<String, _>(0)).unwrap_or_default());
+    Ok(if stored == without_meta(sub.patient_resource.clone()) { PatientWrite::Done } else { PatientWrite::Changed })
 }
 
 /// Delete a unit by its three keys; the withdrawal itself is logged as a submission.
