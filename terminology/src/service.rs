@@ -355,23 +355,23 @@ impl Snapshot {
         let index = self.translate_index.get_or_init(|| {
             let mut index: FastMap<String, Vec<Arc<ConceptMap>>> = FastMap::default();
             for map in self.concept_maps() {
-                let mut keys: Vec<String> = map.groups.iter().map(|g| g.source.as_deref().map_or("", |s| self.systems.canonical(s)).to_string()).collect();
-                keys.sort();
-                keys.dedup();
-                for key in keys {
-                    index.entry(key).or_default().push(map.clone());
+                for group in &map.groups {
+                    index.entry(group.source.as_deref().map_or("", |s| self.systems.canonical(s)).to_string()).or_default().push(map.clone());
                 }
             }
-            for maps in index.values_mut() {
+            // Maps with a source-less group apply to every system: merged into each list here,
+            // once, rather than on every call.
+            let any_system = index.get("").cloned().unwrap_or_default();
+            for (key, maps) in index.iter_mut() {
+                if !key.is_empty() {
+                    maps.extend(any_system.iter().cloned());
+                }
                 maps.sort_by(|a, b| a.url.cmp(&b.url));
+                maps.dedup_by(|a, b| Arc::ptr_eq(a, b));
             }
             index
         });
-        let own = index.get(self.systems.canonical(system)).into_iter().flatten();
-        let mut maps: Vec<Arc<ConceptMap>> = own.chain(index.get("").into_iter().flatten()).cloned().collect();
-        maps.sort_by(|a, b| a.url.cmp(&b.url));
-        maps.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        maps
+        index.get(self.systems.canonical(system)).or_else(|| index.get("")).cloned().unwrap_or_default()
     }
 
     /// The default version of every ConceptMap.
