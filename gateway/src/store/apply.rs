@@ -65,6 +65,17 @@ pub enum Prepared {
     Submission { members: Vec<IndexRows>, patient: IndexRows },
 }
 
+/// The resource and ready index rows of a request that is one plain create (server-assigned id,
+/// no condition, no fullUrl): what the batching writers may write together with others.
+pub(super) fn plain_create<'a>(ops: &'a [Op], prepared: &'a [Prepared]) -> Option<(&'a str, &'a str, &'a Value, &'a IndexRows)> {
+    match (ops, prepared) {
+        ([Op::Create { res_type, id, resource, if_none_exist: None, full_url: None }], [Prepared::Rows(rows)]) => {
+            Some((res_type, id, resource, rows))
+        }
+        _ => None,
+    }
+}
+
 /// Index rows for every op whose resource is final. Ops of a transaction with fullUrls may
 /// have references rewritten inside the database transaction, so they are indexed there.
 pub fn prepare(index: &SearchIndex, ops: &[Op]) -> Vec<Prepared> {

@@ -30,7 +30,7 @@ use sqlx::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::search::{SearchIndex, SqlArg};
+use crate::search::{IndexRows, SearchIndex, SqlArg};
 
 pub use apply::{Op, Outcome, visit_references};
 pub use mapping_registry::{
@@ -96,6 +96,22 @@ pub(crate) struct WriteJob {
     pub reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
+/// (type, id, resource) of each new resource, and its index rows: what [`apply::create_many`] takes.
+type PlainCreates = (Vec<(String, String, Value)>, Vec<IndexRows>);
+
+/// The resources and index rows of a batch in which every job is a plain create; `None` when
+/// some job is not one.
+pub(crate) fn plain_creates(batch: &[WriteJob]) -> Option<PlainCreates> {
+    let mut resources = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (res_type, id, resource, index_rows) = apply::plain_create(&job.ops, &job.prepared)?;
+        resources.push((res_type.to_string(), id.to_string(), resource.clone()));
+        rows.push(index_rows.clone());
+    }
+    Some((resources, rows))
+}
+
 static MIGRATIONS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static MIGRATIONS_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -154,7 +170,7 @@ impl Store {
     /// Apply `ops` atomically: either every op takes effect or none does.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
         let prepared = apply::prepare(&self.inner.index, &ops);
-        if self.inner.engine == Engine::Postgres && !pg_creates::takes(&ops, &prepared) {
+        if self.inner.engine == Engine::Postgres && apply::plain_create(&ops, &prepared).is_none() {
             let mut tx = self.inner.pool.begin().await?;
             let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops, prepared).await?;
             tx.commit().await?;

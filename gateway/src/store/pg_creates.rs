@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::{
     Engine, Outcome, StoreError, WriteJob,
-    apply::{self, Op, Prepared},
+    apply,
 };
 use crate::search::SearchIndex;
 
@@ -18,14 +18,6 @@ use crate::search::SearchIndex;
 const MAX_BATCH: usize = 256;
 /// Batches in flight at once: one commits while the next is written.
 const LANES: usize = 2;
-
-/// True when `ops` is one plain create whose index rows are ready.
-pub fn takes(ops: &[Op], prepared: &[Prepared]) -> bool {
-    matches!(
-        (ops, prepared),
-        ([Op::Create { if_none_exist: None, full_url: None, .. }], [Prepared::Rows(_)])
-    )
-}
 
 pub fn spawn(pool: AnyPool, index: Arc<SearchIndex>) -> mpsc::Sender<WriteJob> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
@@ -51,14 +43,8 @@ pub fn spawn(pool: AnyPool, index: Arc<SearchIndex>) -> mpsc::Sender<WriteJob> {
 /// All creates in one transaction; should that fail, each in its own, so that one bad request
 /// cannot fail the others.
 async fn write_batch(pool: &AnyPool, index: &SearchIndex, batch: &mut [WriteJob]) -> Vec<Result<Vec<Outcome>, StoreError>> {
-    let mut resources = Vec::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        if let ([Op::Create { res_type, id, resource, .. }], [Prepared::Rows(r)]) = (&job.ops[..], &job.prepared[..]) {
-            resources.push((res_type.clone(), id.clone(), resource.clone()));
-            rows.push(r.clone());
-        }
-    }
+    // Only plain creates are queued here (`Store::write`).
+    let (resources, rows) = super::plain_creates(batch).expect("the lane takes plain creates only");
     let together = async {
         let mut tx = pool.begin().await?;
         let stored = apply::create_many(&mut tx, index, resources, Some(rows), super::now_micros()).await?;

@@ -9,8 +9,8 @@ use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Engine, Op, Outcome, StoreError, WriteJob,
-    apply::{Prepared, apply},
+    Engine, Outcome, StoreError, WriteJob,
+    apply::apply,
 };
 use crate::search::SearchIndex;
 
@@ -92,17 +92,7 @@ async fn plain_creates_together(
     index: &SearchIndex,
     batch: &mut [WriteJob],
 ) -> Option<Vec<Result<Vec<Outcome>, StoreError>>> {
-    let mut resources = Vec::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        match (&job.ops[..], &job.prepared[..]) {
-            ([Op::Create { res_type, id, resource, if_none_exist: None, full_url: None }], [Prepared::Rows(r)]) => {
-                resources.push((res_type.clone(), id.clone(), resource.clone()));
-                rows.push(r.clone());
-            }
-            _ => return None,
-        }
-    }
+    let (resources, rows) = super::plain_creates(batch)?;
     let stored = super::apply::create_many(conn, index, resources, Some(rows), super::now_micros()).await;
     match stored {
         Ok(stored) if conn.execute("COMMIT").await.is_ok() => {
