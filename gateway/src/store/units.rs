@@ -100,19 +100,20 @@ pub async fn submit(
     // The resources move into the store; the members' kinds and flags stay for the receipt.
     let mut resources: Vec<_> = sub.members.iter_mut().map(|m| (m.res_type.clone(), m.id.clone(), std::mem::take(&mut m.resource))).collect();
     let mut rows = member_rows;
-    match patient_write(conn, &sub).await? {
-        PatientWrite::Done => {}
+    let patient_id = sub.patient.patient_id();
+    match patient_write(conn, &patient_id, &sub.patient_resource).await? {
+        PatientWrite::Unchanged => {}
         PatientWrite::New => {
             // A patient's first unit: the Patient goes in with the members' statements.
-            resources.push(("Patient".to_string(), sub.patient.patient_id(), sub.patient_resource.clone()));
+            resources.push(("Patient".to_string(), patient_id, std::mem::take(&mut sub.patient_resource)));
             rows = rows.zip(patient_rows).map(|(mut rows, patient)| {
                 rows.push(patient);
                 rows
             });
         }
         PatientWrite::Changed => {
-            let id = sub.patient.patient_id();
-            apply::update(conn, engine, index, "Patient".into(), id, sub.patient_resource.clone(), None, patient_rows, now).await?;
+            let patient = std::mem::take(&mut sub.patient_resource);
+            apply::update(conn, engine, index, "Patient".into(), patient_id, patient, None, patient_rows, now).await?;
         }
     }
     apply::create_many(conn, index, resources, rows, now).await?;
@@ -185,16 +186,16 @@ async fn count_unmapped(conn: &mut AnyConnection, institution: &str, codes: &[(S
 /// What the canonical Patient needs: it takes the submitted demographics, but an unchanged
 /// Patient (the common case: every unit of a patient carries the same one) writes no new version.
 enum PatientWrite {
-    Done,
+    Unchanged,
     /// No row at all: created together with the members.
     New,
     /// A different (or deleted) current version: updated.
     Changed,
 }
 
-async fn patient_write(conn: &mut AnyConnection, sub: &Submission) -> Result<PatientWrite, StoreError> {
+async fn patient_write(conn: &mut AnyConnection, id: &str, submitted: &serde_json::Value) -> Result<PatientWrite, StoreError> {
     let current = sqlx::query("SELECT body, deleted FROM resource_current WHERE res_type = 'Patient' AND res_id = $1")
-        .bind(sub.patient.patient_id())
+        .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = current else { return Ok(PatientWrite::New) };
@@ -209,7 +210,7 @@ async fn patient_write(conn: &mut AnyConnection, sub: &Submission) -> Result<Pat
         v
     };
     let stored = without_meta(serde_json::from_str(&row.get::<String, _>(0)).unwrap_or_default());
-    Ok(if stored == without_meta(sub.patient_resource.clone()) { PatientWrite::Done } else { PatientWrite::Changed })
+    Ok(if stored == without_meta(submitted.clone()) { PatientWrite::Unchanged } else { PatientWrite::Changed })
 }
 
 /// Delete a unit by its three keys; the withdrawal itself is logged as a submission.
@@ -274,16 +275,10 @@ async fn log_submission(
 pub async fn record_rejection(conn: &mut AnyConnection, r: &Rejection, now: i64) -> Result<(), StoreError> {
     let log = LogRow { id: &r.id, institution: &r.institution, kind: &r.kind, outcome: "rejected", unit: r.unit.as_ref() };
     log_submission(conn, log, r.errors.len() as i64, r.warning_count, &r.outcome, now).await?;
-    for (rule, expression, message) in &r.errors {
-        sqlx::query("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ($1, $2, $3, $4)")
-            .bind(&r.id)
-            .bind(rule)
-            .bind(expression)
-            .bind(message)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let text = |s: &str| SqlArg::Text(s.to_string());
+    let args: Vec<SqlArg> =
+        r.errors.iter().flat_map(|(rule, expression, message)| [text(&r.id), text(rule), text(expression), text(message)]).collect();
+    apply::insert_rows(conn, "INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ", "", 4, &args).await
 }
 
 /// One stored item of a patient's current shared data.
