@@ -104,7 +104,8 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed(m) => ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", m),
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Db(e) => {
+            StoreError::Duplicate(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Db(_) | StoreError::Sqlite(_) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transient", "the database could not complete the request")
             }

@@ -44,7 +44,7 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
         let issues = mismatches.into_iter().map(refusal_issue).collect();
         return reject(state, &institution, kind.as_str(), submission::unit_key(&bundle), issues, 0).await;
     }
-    let mut sub = match submission::extract(&bundle, kind, warnings) {
+    let mut sub = match submission::extract(bundle, kind, warnings) {
         Ok(sub) => sub,
         Err(refusal) => return reject(state, &institution, kind.as_str(), None, vec![refusal_issue(refusal)], 0).await,
     };

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
 
 use super::{
-    Engine, StoreError, StoredResource, bind_all, now_micros, stamp_meta,
+    Engine, StoreError, StoredResource,
+    conn::{DbRow, WriteConn},
+    now_micros, stamp_meta,
     units::{self, Rejection, Submitted},
 };
 use crate::{
@@ -39,6 +40,18 @@ pub enum Op {
     Withdraw { key: UnitKey, id: String, institution: String, receipt: String },
     /// Log a rejected submission for data-quality reporting.
     Reject(Box<Rejection>),
+}
+
+impl Op {
+    /// Whether only a database failure can make this op fail: no condition, no version check,
+    /// no reference to resolve, and (for creates) a fresh server-assigned id.
+    pub(super) fn fails_only_in_the_database(&self) -> bool {
+        match self {
+            Op::Create { if_none_exist, full_url, .. } => if_none_exist.is_none() && full_url.is_none(),
+            Op::Submit(_) | Op::Withdraw { .. } | Op::Reject(_) => true,
+            Op::Update { .. } | Op::Delete { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,9 +108,8 @@ pub fn prepare(index: &SearchIndex, ops: &[Op]) -> Vec<Prepared> {
 }
 
 /// Apply all `ops` in order on `conn`, which is inside a transaction the caller commits.
-pub async fn apply(
-    conn: &mut AnyConnection,
-    engine: Engine,
+pub async fn apply<C: WriteConn>(
+    conn: &mut C,
     index: &SearchIndex,
     mut ops: Vec<Op>,
     prepared: Vec<Prepared>,
@@ -106,7 +118,7 @@ pub async fn apply(
     let mut existing: HashMap<usize, StoredResource> = HashMap::new();
     for (n, op) in ops.iter().enumerate() {
         if let Op::Create { res_type, if_none_exist: Some(query), .. } = op {
-            if let Some(found) = find_single(conn, engine, res_type, query).await? {
+            if let Some(found) = find_single(conn, res_type, query).await? {
                 existing.insert(n, found);
             }
         }
@@ -134,12 +146,12 @@ pub async fn apply(
                 None => Outcome::Created(create(conn, index, res_type, id, resource, rows, now).await?),
             },
             Op::Update { res_type, id, resource, if_match, .. } => {
-                update(conn, engine, index, res_type, id, resource, if_match, rows, now).await?
+                update(conn, index, res_type, id, resource, if_match, rows, now).await?
             }
-            Op::Delete { res_type, id } => delete(conn, engine, &res_type, &id, now).await?,
-            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, engine, index, *sub, members, rows, now).await?),
+            Op::Delete { res_type, id } => delete(conn, &res_type, &id, now).await?,
+            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, index, *sub, members, rows, now).await?),
             Op::Withdraw { key, id, institution, receipt } => {
-                Outcome::Withdrawn(units::withdraw(conn, engine, &key, &id, &institution, &receipt, now).await?)
+                Outcome::Withdrawn(units::withdraw(conn, &key, &id, &institution, &receipt, now).await?)
             }
             Op::Reject(rejection) => {
                 units::record_rejection(conn, &rejection, now).await?;
@@ -152,16 +164,11 @@ pub async fn apply(
 }
 
 /// The one resource matching a conditional create's query, if any; several matches fail.
-async fn find_single(
-    conn: &mut AnyConnection,
-    engine: Engine,
-    res_type: &str,
-    query: &SearchQuery,
-) -> Result<Option<StoredResource>, StoreError> {
-    if engine == Engine::Postgres {
+async fn find_single<C: WriteConn>(conn: &mut C, res_type: &str, query: &SearchQuery) -> Result<Option<StoredResource>, StoreError> {
+    if conn.engine() == Engine::Postgres {
         // Serialize conditional creates with the same criteria; SQLite's single writer already does.
         let key = lock_key(&format!("{res_type}?{}", query.canonical()));
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut *conn).await?;
+        conn.fetch("SELECT pg_advisory_xact_lock($1)", &[SqlArg::Int(key)]).await?;
     }
     let (where_sql, args) = query.to_sql(2);
     let mut all = vec![SqlArg::Text(res_type.to_string())];
@@ -170,13 +177,10 @@ async fn find_single(
         "SELECT r.res_id, r.version, r.last_updated, r.deleted, r.body FROM resource_current r
          WHERE r.res_type = $1 AND r.deleted = 0 {where_sql} LIMIT 2"
     );
-    let rows = bind_all(sqlx::query(&sql), &all).fetch_all(&mut *conn).await?;
-    match rows.len() {
-        0 => Ok(None),
-        1 => {
-            let id: String = rows[0].get(0);
-            Ok(Some(super::stored_at(res_type, &id, &rows[0], 1)))
-        }
+    let rows = conn.fetch(&sql, &all).await?;
+    match rows.as_slice() {
+        [] => Ok(None),
+        [row] => Ok(Some(stored_at(res_type, &row.text(0), row, 1))),
         _ => Err(StoreError::PreconditionFailed(format!(
             "conditional create: more than one {res_type} matches `{}`",
             query.canonical()
@@ -243,8 +247,20 @@ pub fn visit_references(value: &mut Value, f: &mut dyn FnMut(&mut String) -> Res
     Ok(())
 }
 
-pub(super) async fn create(
-    conn: &mut AnyConnection,
+/// Decode (version, last_updated, deleted, body) starting at column `at`.
+fn stored_at(res_type: &str, id: &str, row: &DbRow, at: usize) -> StoredResource {
+    StoredResource {
+        res_type: res_type.to_string(),
+        id: id.to_string(),
+        version: row.int(at),
+        last_updated: row.int(at + 1),
+        deleted: row.int(at + 2) != 0,
+        body: row.text(at + 3),
+    }
+}
+
+pub(super) async fn create<C: WriteConn>(
+    conn: &mut C,
     index: &SearchIndex,
     res_type: String,
     id: String,
@@ -255,30 +271,27 @@ pub(super) async fn create(
     let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     stamp_meta(&mut resource, 1, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
-    let inserted = sqlx::query(
-        "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body)
-         VALUES ($1, $2, 1, $3, 0, $4)",
-    )
-    .bind(&res_type)
-    .bind(&id)
-    .bind(now)
-    .bind(&body)
-    .execute(&mut *conn)
-    .await;
-    if let Err(e) = inserted {
-        if is_unique_violation(&e) {
-            return Err(StoreError::Conflict(format!("{res_type}/{id} already exists")));
-        }
-        return Err(e.into());
+    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(now), SqlArg::Text(body)];
+    let inserted = conn
+        .execute(
+            "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body)
+             VALUES ($1, $2, 1, $3, 0, $4)",
+            &args,
+        )
+        .await;
+    let [SqlArg::Text(res_type), SqlArg::Text(id), _, SqlArg::Text(body)] = args else { unreachable!("built above") };
+    match inserted {
+        Err(StoreError::Duplicate(_)) => return Err(StoreError::Conflict(format!("{res_type}/{id} already exists"))),
+        Err(e) => return Err(e),
+        Ok(_) => {}
     }
-    insert_index(conn, &res_type, &id, &rows).await?;
+    insert_index_many(conn, &[(&res_type, &id, &rows)]).await?;
     Ok(StoredResource { res_type, id, version: 1, last_updated: now, deleted: false, body })
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn update(
-    conn: &mut AnyConnection,
-    engine: Engine,
+pub(super) async fn update<C: WriteConn>(
+    conn: &mut C,
     index: &SearchIndex,
     res_type: String,
     id: String,
@@ -287,7 +300,7 @@ pub(super) async fn update(
     rows: Option<IndexRows>,
     now: i64,
 ) -> Result<Outcome, StoreError> {
-    let current = current_version(conn, engine, &res_type, &id).await?;
+    let current = current_version(conn, &res_type, &id).await?;
     if let Some(expected) = if_match {
         let actual = current.map(|(v, _)| v);
         if actual != Some(expected) {
@@ -305,41 +318,28 @@ pub(super) async fn update(
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
     retire_current(conn, &res_type, &id).await?;
-    sqlx::query(
+    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body)];
+    conn.execute(
         "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 0, body = $5
          WHERE res_type = $1 AND res_id = $2",
+        &args,
     )
-    .bind(&res_type)
-    .bind(&id)
-    .bind(version)
-    .bind(now)
-    .bind(&body)
-    .execute(&mut *conn)
     .await?;
-    insert_index(conn, &res_type, &id, &rows).await?;
+    let [SqlArg::Text(res_type), SqlArg::Text(id), _, _, SqlArg::Text(body)] = args else { unreachable!("built above") };
+    insert_index_many(conn, &[(&res_type, &id, &rows)]).await?;
     Ok(Outcome::Updated(StoredResource { res_type, id, version, last_updated: now, deleted: false, body }))
 }
 
-pub(super) async fn delete(
-    conn: &mut AnyConnection,
-    engine: Engine,
-    res_type: &str,
-    id: &str,
-    now: i64,
-) -> Result<Outcome, StoreError> {
-    match current_version(conn, engine, res_type, id).await? {
+pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, now: i64) -> Result<Outcome, StoreError> {
+    match current_version(conn, res_type, id).await? {
         None | Some((_, true)) => Ok(Outcome::Deleted(None)),
         Some((version, false)) => {
             retire_current(conn, res_type, id).await?;
-            sqlx::query(
+            conn.execute(
                 "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 1, body = ''
                  WHERE res_type = $1 AND res_id = $2",
+                &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into()), SqlArg::Int(version + 1), SqlArg::Int(now)],
             )
-            .bind(res_type)
-            .bind(id)
-            .bind(version + 1)
-            .bind(now)
-            .execute(&mut *conn)
             .await?;
             Ok(Outcome::Deleted(Some(version + 1)))
         }
@@ -347,55 +347,39 @@ pub(super) async fn delete(
 }
 
 /// (version, deleted) of the current version, locked against concurrent writers.
-async fn current_version(
-    conn: &mut AnyConnection,
-    engine: Engine,
-    res_type: &str,
-    id: &str,
-) -> Result<Option<(i64, bool)>, StoreError> {
-    let lock = if engine == Engine::Postgres { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(&format!(
-        "SELECT version, deleted FROM resource_current WHERE res_type = $1 AND res_id = $2{lock}"
-    ))
-    .bind(res_type)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1) != 0)))
+async fn current_version<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<Option<(i64, bool)>, StoreError> {
+    let sql = match conn.engine() {
+        Engine::Postgres => "SELECT version, deleted FROM resource_current WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
+        Engine::Sqlite => "SELECT version, deleted FROM resource_current WHERE res_type = $1 AND res_id = $2",
+    };
+    let rows = conn.fetch(sql, &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into())]).await?;
+    Ok(rows.first().map(|r| (r.int(0), r.int(1) != 0)))
 }
 
 /// Copy the current version into the history and drop its search index rows.
-async fn retire_current(conn: &mut AnyConnection, res_type: &str, id: &str) -> Result<(), StoreError> {
-    sqlx::query(
+async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<(), StoreError> {
+    let key = [SqlArg::Text(res_type.into()), SqlArg::Text(id.into())];
+    conn.execute(
         "INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
          SELECT res_type, res_id, version, last_updated, deleted, body FROM resource_current
          WHERE res_type = $1 AND res_id = $2",
+        &key,
     )
-    .bind(res_type)
-    .bind(id)
-    .execute(&mut *conn)
     .await?;
-    for table in ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_number"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE res_type = $1 AND res_id = $2"))
-            .bind(res_type)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    for sql in [
+        "DELETE FROM idx_token WHERE res_type = $1 AND res_id = $2",
+        "DELETE FROM idx_string WHERE res_type = $1 AND res_id = $2",
+        "DELETE FROM idx_date WHERE res_type = $1 AND res_id = $2",
+        "DELETE FROM idx_reference WHERE res_type = $1 AND res_id = $2",
+        "DELETE FROM idx_number WHERE res_type = $1 AND res_id = $2",
+    ] {
+        conn.execute(sql, &key).await?;
     }
     Ok(())
 }
 
-async fn insert_index(
-    conn: &mut AnyConnection,
-    res_type: &str,
-    id: &str,
-    rows: &IndexRows,
-) -> Result<(), StoreError> {
-    insert_index_many(conn, &[(res_type, id, rows)]).await
-}
-
 /// Insert the index rows of several resources, one multi-row INSERT per table (and chunk).
-async fn insert_index_many(conn: &mut AnyConnection, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
+async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
     let text = |s: &str| SqlArg::Text(s.to_string());
     let mut tables: [(&str, usize, Vec<SqlArg>); 5] = [
         ("idx_token (res_type, res_id, param, system, code)", 5, Vec::new()),
@@ -424,50 +408,15 @@ async fn insert_index_many(conn: &mut AnyConnection, resources: &[(&str, &str, &
     }
     for (table, width, args) in &tables {
         // The same value twice in one resource (two identical codings) is one index row.
-        insert_rows(conn, &format!("INSERT INTO {table} VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
-    }
-    Ok(())
-}
-
-/// Run `prefix (...),(...)` over `args`, `width` values a row, in chunks SQLite accepts.
-pub(super) async fn insert_rows(
-    conn: &mut AnyConnection,
-    prefix: &str,
-    suffix: &str,
-    width: usize,
-    args: &[SqlArg],
-) -> Result<(), StoreError> {
-    const ROWS_PER_STATEMENT: usize = 400;
-    // SQLite binds `?` by position; `$n` names would be looked up one by one, which costs
-    // quadratically on statements with thousands of parameters.
-    let positional = conn.backend_name() == "SQLite";
-    for chunk in args.chunks(width * ROWS_PER_STATEMENT) {
-        let mut sql = String::with_capacity(prefix.len() + chunk.len() * 6);
-        sql.push_str(prefix);
-        for row in 0..chunk.len() / width {
-            sql.push_str(if row > 0 { ",(" } else { "(" });
-            for col in 0..width {
-                if col > 0 {
-                    sql.push(',');
-                }
-                if positional {
-                    sql.push('?');
-                } else {
-                    sql.push_str(&format!("${}", row * width + col + 1));
-                }
-            }
-            sql.push(')');
-        }
-        sql.push_str(suffix);
-        bind_all(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
+        conn.insert_rows(&format!("INSERT INTO {table} VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
     }
     Ok(())
 }
 
 /// Create several new resources (ids assigned by the caller) with few statements: the bulk
 /// path of a submission unit.
-pub(crate) async fn create_many(
-    conn: &mut AnyConnection,
+pub(crate) async fn create_many<C: WriteConn>(
+    conn: &mut C,
     index: &SearchIndex,
     resources: Vec<(String, String, Value)>,
     prepared: Option<Vec<IndexRows>>,
@@ -483,18 +432,11 @@ pub(crate) async fn create_many(
         let body = serde_json::to_string(&resource).expect("JSON values serialize");
         args.extend([SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(1), SqlArg::Int(now), SqlArg::Int(0), SqlArg::Text(body)]);
     }
-    let inserted = insert_rows(
-        conn,
-        "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body) VALUES ",
-        "",
-        6,
-        &args,
-    )
-    .await;
-    if let Err(StoreError::Db(e)) = &inserted {
-        if is_unique_violation(e) {
-            return Err(StoreError::Conflict("a resource of the submission already exists".into()));
-        }
+    let inserted = conn
+        .insert_rows("INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body) VALUES ", "", 6, &args)
+        .await;
+    if let Err(StoreError::Duplicate(_)) = inserted {
+        return Err(StoreError::Conflict("a resource of the submission already exists".into()));
     }
     inserted?;
     let keys: Vec<(&str, &str, &IndexRows)> = args
@@ -515,13 +457,6 @@ pub(crate) async fn create_many(
             _ => unreachable!("type, id and body are text"),
         })
         .collect())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db.is_unique_violation(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! write, are also committed many at a time (`pg_creates`).
 
 mod apply;
+mod conn;
 mod mapping_registry;
 mod pg_creates;
 mod sqlite_writer;
@@ -70,6 +71,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(String),
+    /// A row with this key exists already (unique or primary key constraint).
+    #[error("{0}")]
+    Duplicate(String),
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("{0}")]
@@ -148,11 +154,13 @@ impl Store {
         .map_err(|e| StoreError::Db(e.into()))?;
         let writer = match engine {
             Engine::Sqlite => {
-                let mut conn = pool.acquire().await?.detach();
+                let path = url.trim_start_matches("sqlite://").split('?').next().unwrap_or_default();
+                if path == ":memory:" {
+                    return Err(StoreError::Invalid("an in-memory SQLite database cannot be shared by the writer and the readers: give a file".into()));
+                }
                 // Checkpoints run beside the writer, not inside its commits.
-                sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
                 let restart_wanted = sqlite_writer::spawn_checkpointer(pool.clone());
-                sqlite_writer::spawn(conn, index.clone(), restart_wanted).map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?
+                sqlite_writer::spawn(path, index.clone(), restart_wanted)?
             }
             Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),
         };
@@ -172,7 +180,7 @@ impl Store {
         let prepared = apply::prepare(&self.inner.index, &ops);
         if self.inner.engine == Engine::Postgres && apply::plain_create(&ops, &prepared).is_none() {
             let mut tx = self.inner.pool.begin().await?;
-            let outcomes = apply::apply(&mut tx, Engine::Postgres, &self.inner.index, ops, prepared).await?;
+            let outcomes = apply::apply(&mut *tx, &self.inner.index, ops, prepared).await?;
             tx.commit().await?;
             return Ok(outcomes);
         }

@@ -8,10 +8,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc};
 
-use super::{
-    Engine, Outcome, StoreError, WriteJob,
-    apply,
-};
+use super::{Outcome, StoreError, WriteJob, apply};
 use crate::search::SearchIndex;
 
 /// Creates written together at most.
@@ -47,7 +44,7 @@ async fn write_batch(pool: &AnyPool, index: &SearchIndex, batch: &mut [WriteJob]
     let (resources, rows) = super::plain_creates(batch).expect("the lane takes plain creates only");
     let together = async {
         let mut tx = pool.begin().await?;
-        let stored = apply::create_many(&mut tx, index, resources, Some(rows), super::now_micros()).await?;
+        let stored = apply::create_many(&mut *tx, index, resources, Some(rows), super::now_micros()).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(stored)
     }
@@ -60,7 +57,7 @@ async fn write_batch(pool: &AnyPool, index: &SearchIndex, batch: &mut [WriteJob]
                 let (ops, prepared) = (std::mem::take(&mut job.ops), std::mem::take(&mut job.prepared));
                 let alone = async {
                     let mut tx = pool.begin().await?;
-                    let outcomes = apply::apply(&mut tx, Engine::Postgres, index, ops, prepared).await?;
+                    let outcomes = apply::apply(&mut *tx, index, ops, prepared).await?;
                     tx.commit().await?;
                     Ok(outcomes)
                 };

@@ -1,11 +1,12 @@
 //! Submission units inside the write transaction: replace the unit with the same key, store
 //! the new one and its receipt, or recognise an identical resend; withdraw; log rejections.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use super::{
-    Engine, StoreError, bind_all,
+    Engine, StoreError,
     apply::{self, lock_key},
+    conn::WriteConn,
 };
 use crate::{
     search::{IndexRows, SearchIndex, SqlArg},
@@ -41,60 +42,52 @@ fn key_args(key: &UnitKey) -> [SqlArg; 3] {
 
 const KEY_MATCH: &str = "patient_key = $1 AND bundle_system = $2 AND bundle_value = $3";
 
-async fn lock_unit(conn: &mut AnyConnection, engine: Engine, key: &UnitKey) -> Result<(), StoreError> {
-    if engine == Engine::Postgres {
+async fn lock_unit<C: WriteConn>(conn: &mut C, key: &UnitKey) -> Result<(), StoreError> {
+    if conn.engine() == Engine::Postgres {
         // Concurrent resends of one unit take turns; SQLite's single writer already does.
         let lock = lock_key(&format!("unit|{}|{}|{}", key.patient, key.system, key.value));
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(&mut *conn).await?;
+        conn.fetch("SELECT pg_advisory_xact_lock($1)", &[SqlArg::Int(lock)]).await?;
     }
     Ok(())
 }
 
 /// Tombstone every resource of the unit and forget its membership; `false` if there was none.
-async fn remove_unit(conn: &mut AnyConnection, engine: Engine, key: &UnitKey, now: i64) -> Result<bool, StoreError> {
+async fn remove_unit<C: WriteConn>(conn: &mut C, key: &UnitKey, now: i64) -> Result<bool, StoreError> {
     let args = key_args(key);
-    let members = bind_all(sqlx::query(&format!("SELECT res_type, res_id FROM unit_member WHERE {KEY_MATCH}")), &args)
-        .fetch_all(&mut *conn)
-        .await?;
+    let members = conn.fetch(&format!("SELECT res_type, res_id FROM unit_member WHERE {KEY_MATCH}"), &args).await?;
     for row in &members {
-        let (res_type, id): (String, String) = (row.get(0), row.get(1));
-        apply::delete(conn, engine, &res_type, &id, now).await?;
+        apply::delete(conn, &row.text(0), &row.text(1), now).await?;
     }
-    bind_all(sqlx::query(&format!("DELETE FROM unit_member WHERE {KEY_MATCH}")), &args).execute(&mut *conn).await?;
-    let removed = bind_all(sqlx::query(&format!("DELETE FROM submission_unit WHERE {KEY_MATCH}")), &args)
-        .execute(&mut *conn)
-        .await?;
-    Ok(removed.rows_affected() > 0)
+    conn.execute(&format!("DELETE FROM unit_member WHERE {KEY_MATCH}"), &args).await?;
+    let removed = conn.execute(&format!("DELETE FROM submission_unit WHERE {KEY_MATCH}"), &args).await?;
+    Ok(removed > 0)
 }
 
-pub async fn submit(
-    conn: &mut AnyConnection,
-    engine: Engine,
+pub async fn submit<C: WriteConn>(
+    conn: &mut C,
     index: &SearchIndex,
     mut sub: Submission,
     member_rows: Option<Vec<IndexRows>>,
     patient_rows: Option<IndexRows>,
     now: i64,
 ) -> Result<Submitted, StoreError> {
-    lock_unit(conn, engine, &sub.unit).await?;
+    lock_unit(conn, &sub.unit).await?;
     let args = key_args(&sub.unit);
-    let current = bind_all(
-        sqlx::query(&format!(
-            "SELECT u.content_hash, s.receipt FROM submission_unit u JOIN submission s ON s.id = u.submission_id WHERE u.{}",
-            KEY_MATCH.replace(" AND ", " AND u.")
-        )),
-        &args,
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
+    let current = conn
+        .fetch(
+            "SELECT u.content_hash, s.receipt FROM submission_unit u JOIN submission s ON s.id = u.submission_id
+             WHERE u.patient_key = $1 AND u.bundle_system = $2 AND u.bundle_value = $3",
+            &args,
+        )
+        .await?
+        .pop();
     if let Some(row) = &current {
-        let hash: String = row.get(0);
-        if hash == sub.content_hash {
-            return Ok(Submitted { receipt: row.get(1), outcome: "unchanged" });
+        if row.text(0) == sub.content_hash {
+            return Ok(Submitted { receipt: row.text(1), outcome: "unchanged" });
         }
     }
     // The unit row and its members are written together, so no unit row means no members.
-    let replaced = current.is_some() && remove_unit(conn, engine, &sub.unit, now).await?;
+    let replaced = current.is_some() && remove_unit(conn, &sub.unit, now).await?;
     let outcome = if replaced { "replaced" } else { "accepted" };
 
     // The resources move into the store; the members' kinds and flags stay for the receipt.
@@ -113,21 +106,17 @@ pub async fn submit(
         }
         PatientWrite::Changed => {
             let patient = std::mem::take(&mut sub.patient_resource);
-            apply::update(conn, engine, index, "Patient".into(), patient_id, patient, None, patient_rows, now).await?;
+            apply::update(conn, index, "Patient".into(), patient_id, patient, None, patient_rows, now).await?;
         }
     }
     apply::create_many(conn, index, resources, rows, now).await?;
-    sqlx::query(
+    let mut unit_row = args.to_vec();
+    unit_row.extend([SqlArg::Text(sub.id.clone()), SqlArg::Text(sub.content_hash.clone()), SqlArg::Text(sub.institution.clone())]);
+    conn.execute(
         "INSERT INTO submission_unit (patient_key, bundle_system, bundle_value, submission_id, content_hash, institution)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        &unit_row,
     )
-    .bind(&sub.unit.patient)
-    .bind(&sub.unit.system)
-    .bind(&sub.unit.value)
-    .bind(&sub.id)
-    .bind(&sub.content_hash)
-    .bind(&sub.institution)
-    .execute(&mut *conn)
     .await?;
     let mut member_args = Vec::with_capacity(sub.members.len() * 7);
     for m in &sub.members {
@@ -139,8 +128,7 @@ pub async fn submit(
             SqlArg::Text(m.flags.join(",")),
         ]);
     }
-    apply::insert_rows(
-        conn,
+    conn.insert_rows(
         "INSERT INTO unit_member (patient_key, bundle_system, bundle_value, res_type, res_id, item_kind, flags) VALUES ",
         "",
         7,
@@ -156,7 +144,7 @@ pub async fn submit(
 
 /// One upsert for all the codes no table mapped. A code seen twice in one submission counts
 /// twice, but appears once in the statement (PostgreSQL refuses to update a row twice in one).
-async fn count_unmapped(conn: &mut AnyConnection, institution: &str, codes: &[(String, String)], now: i64) -> Result<(), StoreError> {
+async fn count_unmapped<C: WriteConn>(conn: &mut C, institution: &str, codes: &[(String, String)], now: i64) -> Result<(), StoreError> {
     let mut counts: std::collections::BTreeMap<&(String, String), i64> = std::collections::BTreeMap::new();
     for code in codes {
         *counts.entry(code).or_default() += 1;
@@ -172,8 +160,7 @@ async fn count_unmapped(conn: &mut AnyConnection, institution: &str, codes: &[(S
             SqlArg::Int(now),
         ]);
     }
-    apply::insert_rows(
-        conn,
+    conn.insert_rows(
         "INSERT INTO unmapped_code (institution, system, code, occurrences, first_seen, last_seen) VALUES ",
         " ON CONFLICT (institution, system, code)
           DO UPDATE SET occurrences = unmapped_code.occurrences + excluded.occurrences, last_seen = excluded.last_seen",
@@ -193,13 +180,13 @@ enum PatientWrite {
     Changed,
 }
 
-async fn patient_write(conn: &mut AnyConnection, id: &str, submitted: &serde_json::Value) -> Result<PatientWrite, StoreError> {
-    let current = sqlx::query("SELECT body, deleted FROM resource_current WHERE res_type = 'Patient' AND res_id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+async fn patient_write<C: WriteConn>(conn: &mut C, id: &str, submitted: &serde_json::Value) -> Result<PatientWrite, StoreError> {
+    let current = conn
+        .fetch("SELECT body, deleted FROM resource_current WHERE res_type = 'Patient' AND res_id = $1", &[SqlArg::Text(id.into())])
+        .await?
+        .pop();
     let Some(row) = current else { return Ok(PatientWrite::New) };
-    if row.get::<i64, _>(1) != 0 {
+    if row.int(1) != 0 {
         return Ok(PatientWrite::Changed);
     }
     let without_meta = |mut v: serde_json::Value| {
@@ -209,22 +196,21 @@ async fn patient_write(conn: &mut AnyConnection, id: &str, submitted: &serde_jso
         }
         v
     };
-    let stored = without_meta(serde_json::from_str(&row.get::<String, _>(0)).unwrap_or_default());
+    let stored = without_meta(serde_json::from_str(&row.text(0)).unwrap_or_default());
     Ok(if stored == without_meta(submitted.clone()) { PatientWrite::Unchanged } else { PatientWrite::Changed })
 }
 
 /// Delete a unit by its three keys; the withdrawal itself is logged as a submission.
-pub async fn withdraw(
-    conn: &mut AnyConnection,
-    engine: Engine,
+pub async fn withdraw<C: WriteConn>(
+    conn: &mut C,
     key: &UnitKey,
     id: &str,
     institution: &str,
     receipt: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    lock_unit(conn, engine, key).await?;
-    if !remove_unit(conn, engine, key, now).await? {
+    lock_unit(conn, key).await?;
+    if !remove_unit(conn, key, now).await? {
         return Ok(false);
     }
     let log = LogRow { id, institution, kind: "withdrawal", outcome: "withdrawn", unit: Some(key) };
@@ -243,42 +229,51 @@ struct LogRow<'a> {
 
 /// One row of the submission log: accepted, replaced, withdrawn or rejected, with its receipt
 /// (or the rejection's OperationOutcome).
-async fn log_submission(
-    conn: &mut AnyConnection,
+async fn log_submission<C: WriteConn>(
+    conn: &mut C,
     row: LogRow<'_>,
     errors: i64,
     warnings: i64,
     receipt: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO submission (id, received_at, institution, kind, outcome, patient_key, bundle_system, bundle_value,
-                                 error_count, warning_count, receipt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(row.id)
-    .bind(now)
-    .bind(row.institution)
-    .bind(row.kind)
-    .bind(row.outcome)
-    .bind(row.unit.map(|u| u.patient.clone()))
-    .bind(row.unit.map(|u| u.system.clone()))
-    .bind(row.unit.map(|u| u.value.clone()))
-    .bind(errors)
-    .bind(warnings)
-    .bind(receipt)
-    .execute(&mut *conn)
-    .await?;
+    let text = |s: &str| SqlArg::Text(s.to_string());
+    // A submission refused before its unit was known has no unit keys.
+    let (sql, unit) = match row.unit {
+        Some(u) => (
+            "INSERT INTO submission (id, received_at, institution, kind, outcome, error_count, warning_count, receipt,
+                                     patient_key, bundle_system, bundle_value)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            vec![text(&u.patient), text(&u.system), text(&u.value)],
+        ),
+        None => (
+            "INSERT INTO submission (id, received_at, institution, kind, outcome, error_count, warning_count, receipt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            Vec::new(),
+        ),
+    };
+    let mut args = vec![
+        text(row.id),
+        SqlArg::Int(now),
+        text(row.institution),
+        text(row.kind),
+        text(row.outcome),
+        SqlArg::Int(errors),
+        SqlArg::Int(warnings),
+        text(receipt),
+    ];
+    args.extend(unit);
+    conn.execute(sql, &args).await?;
     Ok(())
 }
 
-pub async fn record_rejection(conn: &mut AnyConnection, r: &Rejection, now: i64) -> Result<(), StoreError> {
+pub async fn record_rejection<C: WriteConn>(conn: &mut C, r: &Rejection, now: i64) -> Result<(), StoreError> {
     let log = LogRow { id: &r.id, institution: &r.institution, kind: &r.kind, outcome: "rejected", unit: r.unit.as_ref() };
     log_submission(conn, log, r.errors.len() as i64, r.warning_count, &r.outcome, now).await?;
     let text = |s: &str| SqlArg::Text(s.to_string());
     let args: Vec<SqlArg> =
         r.errors.iter().flat_map(|(rule, expression, message)| [text(&r.id), text(rule), text(expression), text(message)]).collect();
-    apply::insert_rows(conn, "INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ", "", 4, &args).await
+    conn.insert_rows("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ", "", 4, &args).await
 }
 
 /// One stored item of a patient's current shared data.

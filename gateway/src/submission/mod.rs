@@ -249,12 +249,9 @@ impl Submission {
 
 /// Split a validated Bundle into what is stored: the canonical Patient, each entry as its own
 /// resource with references inside the Bundle pointed at the stored resources, the document
-/// Bundle itself, and a Provenance that records where it all came from.
-pub fn extract(
-    bundle: &Value,
-    kind: SubmissionKind,
-    warnings: Vec<fhir_profiles::Issue>,
-) -> Result<Submission, Refusal> {
+/// Bundle itself, and a Provenance that records where it all came from. The Bundle is taken
+/// apart rather than copied.
+pub fn extract(mut bundle: Value, kind: SubmissionKind, warnings: Vec<fhir_profiles::Issue>) -> Result<Submission, Refusal> {
     let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default();
     let (patient_at, patient) = entries
         .iter()
@@ -265,62 +262,65 @@ pub fn extract(
     let patient_key = identity::identify(patient)
         .map_err(|e| refuse(&format!("Bundle.entry[{patient_at}].resource.{}", e.element), e.message))?;
     let (system, value) =
-        bundle_identifier(bundle).ok_or_else(|| refuse("Bundle.identifier", format!("no identifier with system {BUNDLE_ID_SYSTEM}")))?;
+        bundle_identifier(&bundle).ok_or_else(|| refuse("Bundle.identifier", format!("no identifier with system {BUNDLE_ID_SYSTEM}")))?;
+    let (system, value) = (system.to_string(), value.to_string());
     let institution =
-        institution_of(bundle).ok_or_else(|| refuse("Bundle.identifier.value", "the Bundle-ID does not start with a 10-digit institution code"))?;
+        institution_of(&bundle).ok_or_else(|| refuse("Bundle.identifier.value", "the Bundle-ID does not start with a 10-digit institution code"))?;
     let patient_id = patient_key.patient_id();
     let submission_id = crate::store::new_id();
+    let content_hash = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(serde_json::to_vec(&bundle).expect("JSON serializes"));
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    };
 
     // Ids for every entry, and the fullUrl -> Type/id map that rewrites references.
-    let mut references: HashMap<&str, String> = HashMap::new();
+    let mut references: HashMap<String, String> = HashMap::new();
     let mut ids = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
         let res_type = entry["resource"]["resourceType"].as_str().unwrap_or_default();
         let id = if n == patient_at { patient_id.clone() } else { crate::store::new_id() };
         if let Some(full_url) = entry["fullUrl"].as_str() {
-            references.insert(full_url, format!("{res_type}/{id}"));
+            references.insert(full_url.to_string(), format!("{res_type}/{id}"));
         }
         ids.push(id);
     }
+    // The document as sent (its own references intact), retrievable as a whole.
+    let document = kind.is_document().then(|| bundle.clone());
+    let Value::Array(entries) = bundle["entry"].take() else { unreachable!("the Patient was found among the entries") };
     let mut members = Vec::with_capacity(entries.len() + 2);
-    for (n, entry) in entries.iter().enumerate() {
+    let mut patient_resource = Value::Null;
+    for ((n, mut entry), id) in entries.into_iter().enumerate().zip(ids) {
+        let mut resource = entry["resource"].take();
         if n == patient_at {
+            resource["id"] = json!(id);
+            patient_resource = resource;
             continue;
         }
-        let mut resource = entry["resource"].clone();
         let res_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
-        let kind_of_item = item_kind(&resource, kind.is_document());
         if res_type == "MedicationRequest" && !kind.is_document() {
             // JP_Bundle_CLINS accepts MedicationRequest entries but CLINS does not process them.
             continue;
         }
+        let kind_of_item = item_kind(&resource, kind.is_document());
         rewrite_references(&mut resource, &references);
-        resource["id"] = json!(ids[n]);
-        members.push(Member { res_type, id: ids[n].clone(), kind: kind_of_item, flags: flags(&resource), resource });
+        resource["id"] = json!(id);
+        members.push(Member { res_type, id, kind: kind_of_item, flags: flags(&resource), resource });
     }
-    if kind.is_document() {
-        // The document as sent (its own references intact), retrievable as a whole.
-        let mut document = bundle.clone();
+    if let Some(mut document) = document {
         let id = crate::store::new_id();
         document["id"] = json!(id);
         members.push(Member { res_type: "Bundle".into(), id, kind: "document", flags: Vec::new(), resource: document });
     }
     let provenance_id = crate::store::new_id();
-    let provenance = provenance(&provenance_id, &members, &institution, system, value, &submission_id);
+    let provenance = provenance(&provenance_id, &members, &institution, &system, &value, &submission_id);
     members.push(Member { res_type: "Provenance".into(), id: provenance_id, kind: "provenance", flags: Vec::new(), resource: provenance });
 
-    let mut patient_resource = patient.clone();
-    patient_resource["id"] = json!(patient_id);
-    let content_hash = {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(serde_json::to_vec(bundle).expect("JSON serializes"));
-        digest.iter().map(|b| format!("{b:02x}")).collect()
-    };
     Ok(Submission {
         id: submission_id,
         kind,
         institution,
-        unit: UnitKey { patient: patient_key.key.clone(), system: system.to_string(), value: value.to_string() },
+        unit: UnitKey { patient: patient_key.key.clone(), system, value },
         patient: patient_key,
         patient_resource,
         members,
@@ -332,7 +332,7 @@ pub fn extract(
 }
 
 /// Point references to Bundle entries at the stored resources; others stay as they are.
-fn rewrite_references(value: &mut Value, map: &HashMap<&str, String>) {
+fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
     let _ = crate::store::visit_references(value, &mut |reference| {
         if let Some(target) = map.get(reference.as_str()) {
             *reference = target.clone();
