@@ -103,7 +103,7 @@ pub(crate) struct WriteJob {
 }
 
 /// (type, id, resource) of each new resource, and its index rows: what [`apply::create_many`] takes.
-type PlainCreates = (Vec<(String, String, Value)>, Vec<IndexRows>);
+type PlainCreates = (Vec<(String, String, apply::NewBody)>, Vec<IndexRows>);
 
 /// The resources and index rows of a batch in which every job is a plain create; `None` when
 /// some job is not one.
@@ -112,7 +112,7 @@ pub(crate) fn plain_creates(batch: &[WriteJob]) -> Option<PlainCreates> {
     let mut rows = Vec::with_capacity(batch.len());
     for job in batch {
         let (res_type, id, resource, index_rows) = apply::plain_create(&job.ops, &job.prepared)?;
-        resources.push((res_type.to_string(), id.to_string(), resource.clone()));
+        resources.push((res_type.to_string(), id.to_string(), apply::NewBody::Json(resource.clone())));
         rows.push(index_rows.clone());
     }
     Some((resources, rows))
@@ -177,7 +177,8 @@ impl Store {
 
     /// Apply `ops` atomically: either every op takes effect or none does.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
-        let prepared = apply::prepare(&self.inner.index, &ops);
+        let mut ops = ops;
+        let prepared = apply::prepare(&self.inner.index, &mut ops);
         if self.inner.engine == Engine::Postgres && apply::plain_create(&ops, &prepared).is_none() {
             let mut tx = self.inner.pool.begin().await?;
             let outcomes = apply::apply(&mut *tx, &self.inner.index, ops, prepared).await?;
@@ -411,13 +412,17 @@ pub fn instant(micros: i64) -> String {
 
 /// Set `meta.versionId` and `meta.lastUpdated` on a resource about to be stored.
 pub(crate) fn stamp_meta(resource: &mut Value, version: i64, last_updated: i64) {
+    stamp_meta_with(resource, version.to_string(), instant(last_updated));
+}
+
+fn stamp_meta_with(resource: &mut Value, version: String, last_updated: String) {
     if let Some(obj) = resource.as_object_mut() {
         let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
         if !meta.is_object() {
             *meta = Value::Object(Default::default());
         }
         let meta = meta.as_object_mut().expect("object");
-        meta.insert("versionId".into(), Value::String(version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(instant(last_updated)));
+        meta.insert("versionId".into(), Value::String(version));
+        meta.insert("lastUpdated".into(), Value::String(last_updated));
     }
 }

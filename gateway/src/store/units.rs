@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{
     Engine, StoreError,
-    apply::{self, lock_key},
+    apply::{self, NewBody, lock_key},
     conn::WriteConn,
 };
 use crate::{
@@ -67,7 +67,7 @@ pub async fn submit<C: WriteConn>(
     conn: &mut C,
     index: &SearchIndex,
     mut sub: Submission,
-    member_rows: Option<Vec<IndexRows>>,
+    prepared: Option<(Vec<IndexRows>, Vec<Option<apply::Rendered>>)>,
     patient_rows: Option<IndexRows>,
     now: i64,
 ) -> Result<Submitted, StoreError> {
@@ -91,14 +91,26 @@ pub async fn submit<C: WriteConn>(
     let outcome = if replaced { "replaced" } else { "accepted" };
 
     // The resources move into the store; the members' kinds and flags stay for the receipt.
-    let mut resources: Vec<_> = sub.members.iter_mut().map(|m| (m.res_type.clone(), m.id.clone(), std::mem::take(&mut m.resource))).collect();
-    let mut rows = member_rows;
+    let (mut rows, mut bodies) = match prepared {
+        Some((rows, bodies)) => (Some(rows), bodies),
+        None => (None, Vec::new()),
+    };
+    bodies.resize_with(sub.members.len(), || None);
+    let mut resources: Vec<_> = sub
+        .members
+        .iter_mut()
+        .zip(bodies)
+        .map(|(m, body)| {
+            let body = body.map(NewBody::Rendered).unwrap_or_else(|| NewBody::Json(std::mem::take(&mut m.resource)));
+            (m.res_type.clone(), m.id.clone(), body)
+        })
+        .collect();
     let patient_id = sub.patient.patient_id();
     match patient_write(conn, &patient_id, &sub.patient_resource).await? {
         PatientWrite::Unchanged => {}
         PatientWrite::New => {
             // A patient's first unit: the Patient goes in with the members' statements.
-            resources.push(("Patient".to_string(), patient_id, std::mem::take(&mut sub.patient_resource)));
+            resources.push(("Patient".to_string(), patient_id, NewBody::Json(std::mem::take(&mut sub.patient_resource))));
             rows = rows.zip(patient_rows).map(|(mut rows, patient)| {
                 rows.push(patient);
                 rows
