@@ -53,16 +53,36 @@ local bad = 0
 function response(status) if status ~= 201 then bad = bad + 1; if bad < 3 then print("unexpected status " .. status) end end end
 LUA
 
+# CPU seconds each of the gateway's threads has used, by thread name: "name seconds" lines.
+thread_cpu() {
+  for t in /proc/$1/task/*; do
+    echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"
+  done | awk '{cpu[$1] += $2 / 1e9} END {for (n in cpu) printf "%s %.3f\n", n, cpu[n]}' | sort
+}
+
 run() { # $1 engine label, $2 database url
   GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_DATABASE_URL=$2 GATEWAY_PACKAGES=../shared/fhir-packages:../shared/terminology \
     GATEWAY_LOG=warn $bin serve >"$work/server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   echo "== $1: \$submit five-item collection bundles, $connections connections, $duration"
+  thread_cpu $server >"$work/cpu.before"
   wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
+  thread_cpu $server >"$work/cpu.after"
   institution=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["identifier"]["value"].split("^")[0])' "$template")
   curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=$institution&_count=0" | python3 -c \
-    'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})'
+    'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})' \
+    | tee "$work/outcomes"
+  # Where the gateway's CPU went, per accepted submission (the run's requests; the database
+  # server's own processes are not counted).
+  python3 - "$work/cpu.before" "$work/cpu.after" "$work/outcomes" <<'PY'
+import ast, sys
+read = lambda f: {n: float(s) for n, s in (l.split() for l in open(f))}
+before, after = read(sys.argv[1]), read(sys.argv[2])
+accepted = ast.literal_eval(open(sys.argv[3]).read().split(":", 1)[1].strip()).get("accepted", 0) or 1
+used = {n: after[n] - before.get(n, 0) for n in after if after[n] - before.get(n, 0) > 0.01}
+print("gateway CPU per accepted submission:", ", ".join(f"{n} {1000 * s / accepted:.2f} ms" for n, s in sorted(used.items(), key=lambda x: -x[1])))
+PY
   kill $server; wait $server 2>/dev/null || true
 }
 
