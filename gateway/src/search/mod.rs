@@ -77,9 +77,20 @@ pub struct SearchParam {
     /// the union of theirs (`combo-code` = `code` | `component-code`): it then stores no rows of
     /// its own and is searched through theirs. Empty: it has its own rows.
     pub rows_of: Vec<String>,
+    /// The resource's own elements the expression starts from (`value` for
+    /// `(Observation.value as Quantity)`), when that can be read off it: a resource that has
+    /// none of them yields no rows, without evaluating. `None`: always evaluated.
+    roots: Option<Vec<String>>,
 }
 
 impl SearchParam {
+    /// Whether `resource` has an element the expression starts from (`value` covers
+    /// `valueQuantity`, `_value`...). Over-inclusive on purpose: a false `true` costs an evaluation.
+    fn may_apply(&self, resource: &Value) -> bool {
+        let (Some(roots), Some(obj)) = (&self.roots, resource.as_object()) else { return true };
+        obj.keys().any(|key| roots.iter().any(|root| key.trim_start_matches('_').starts_with(root.as_str())))
+    }
+
     /// The `param` values of the index rows that answer for this parameter.
     pub fn row_params(&self) -> Vec<&str> {
         if self.rows_of.is_empty() { vec![self.code.as_str()] } else { self.rows_of.iter().map(String::as_str).collect() }
@@ -164,10 +175,19 @@ impl SearchIndex {
     }
 
     /// The index rows `resource` produces.
+    /// Most of a type's parameters read elements a given resource does not have (an Observation
+    /// has about 35 parameters): those are passed over without evaluating their expression.
     pub fn index(&self, res_type: &str, resource: &Value) -> IndexRows {
+        self.index_rows(res_type, resource, true)
+    }
+
+    fn index_rows(&self, res_type: &str, resource: &Value, pass_over_absent: bool) -> IndexRows {
         let mut rows = IndexRows::default();
         let ctx = fhirpath::Context::new(self.model()).with_resource(resource);
         for param in self.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
+            if pass_over_absent && !param.may_apply(resource) {
+                continue;
+            }
             match fhirpath::evaluate(&param.expression, &ctx, resource, res_type) {
                 Ok(items) => extract::add_rows(&mut rows, param, &items),
                 Err(e) => tracing::debug!(param = %param.code, error = %e, "search expression failed"),
@@ -217,6 +237,7 @@ fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &
     let own = expression_for_type(expression, res_type)?;
     match fhirpath::Expression::parse(&own) {
         Ok(expression) => Some(SearchParam {
+            roots: roots(&own, res_type),
             source: own,
             rows_of: Vec::new(),
             code: code.to_string(),
@@ -236,6 +257,26 @@ fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &
             None
         }
     }
+}
+
+/// The first element each alternative of `expression` reads from a `res_type` resource
+/// (`Observation.code | Observation.component.code`: `code`, `component`), or `None` when some
+/// alternative does not start with a plain element of the resource (`Observation.where(...)`,
+/// `%resource...`): that expression is always evaluated.
+fn roots(expression: &str, res_type: &str) -> Option<Vec<String>> {
+    let mut roots = Vec::new();
+    for part in split_top_level_union(expression) {
+        let bare = part.trim().trim_start_matches('(').trim_start();
+        let rest = bare.strip_prefix(res_type)?.strip_prefix('.')?;
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let call = rest[name.len()..].trim_start().starts_with('(');
+        // `extension('url')` reads the `extension` element; any other call is a function.
+        if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_lowercase()) || (call && name != "extension") {
+            return None;
+        }
+        roots.push(name);
+    }
+    Some(roots)
 }
 
 /// Keep the `|`-separated alternatives of a multi-resource expression that apply to `res_type`
@@ -289,6 +330,59 @@ mod tests {
             "Observation.subject.where(resolve() is Patient)"
         );
         assert_eq!(split_top_level_union("a.where(x='|') | b").len(), 2);
+    }
+
+    #[test]
+    fn roots_are_read_off_plain_paths_only() {
+        assert_eq!(roots("Observation.code | Observation.component.code", "Observation").unwrap(), ["code", "component"]);
+        assert_eq!(roots("(Observation.value as Quantity)", "Observation").unwrap(), ["value"]);
+        assert_eq!(roots("Observation.subject.where(resolve() is Patient)", "Observation").unwrap(), ["subject"]);
+        assert_eq!(roots("Patient.extension('http://x').value", "Patient").unwrap(), ["extension"]);
+        assert!(roots("Observation.where(status = 'final').code", "Observation").is_none());
+        assert!(roots("%resource.code", "Observation").is_none());
+        assert!(roots("Observation.code | iif(true, Observation.status, {})", "Observation").is_none());
+    }
+
+    /// Passing over parameters whose elements a resource lacks must not lose a row: every
+    /// resource of every fixture and official example gives the same rows either way.
+    #[test]
+    fn passing_over_absent_elements_changes_no_rows() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let index = SearchIndex::new(fhir_profiles::PackageStore::load(&[root.join("../shared/fhir-packages")]).expect("core package"));
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("fixtures"), root.join("../shared/examples")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("readable directory").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "json") {
+                    files.push(path);
+                }
+            }
+        }
+        let (mut resources, mut with_rows, mut skipped, mut params) = (0, 0, 0, 0);
+        for file in &files {
+            let Ok(json) = serde_json::from_slice::<Value>(&std::fs::read(file).unwrap()) else { continue };
+            let entries: Vec<&Value> = json["entry"].as_array().into_iter().flatten().map(|e| &e["resource"]).collect();
+            for resource in std::iter::once(&json).chain(entries) {
+                let Some(res_type) = resource["resourceType"].as_str() else { continue };
+                resources += 1;
+                let all = index.index_rows(res_type, resource, false);
+                assert_eq!(index.index(res_type, resource), all, "{res_type} in {}", file.display());
+                with_rows += usize::from(all != IndexRows::default());
+                for param in index.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
+                    params += 1;
+                    skipped += usize::from(!param.may_apply(resource));
+                }
+            }
+        }
+        // The corpus is large enough to mean something, and a good part of the evaluations (a third
+        // today) is passed over.
+        assert!(
+            resources > 1000 && with_rows > 1000 && skipped * 4 > params,
+            "{resources} resources, {with_rows} with rows, {skipped} of {params} evaluations passed over"
+        );
     }
 
     #[test]
