@@ -453,21 +453,10 @@ async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[(&str, &str,
 /// path of a submission unit.
 pub(crate) async fn create_many<C: WriteConn>(
     conn: &mut C,
-    index: &SearchIndex,
     resources: Vec<(String, String, NewBody)>,
-    prepared: Option<Vec<IndexRows>>,
+    rows: Vec<IndexRows>,
     now: i64,
 ) -> Result<Vec<StoredResource>, StoreError> {
-    let rows = match prepared {
-        Some(rows) => rows,
-        None => resources
-            .iter()
-            .map(|(t, _, body)| match body {
-                NewBody::Json(r) => index.index(t, r),
-                NewBody::Rendered(r) => index.index(t, &serde_json::from_str(&r.text).unwrap_or_default()),
-            })
-            .collect(),
-    };
     let mut args = Vec::with_capacity(resources.len() * 6);
     for (res_type, id, body) in resources {
         let body = match body {

@@ -126,9 +126,10 @@ impl Store {
     pub async fn open(url: &str, pool_size: u32, index: Arc<SearchIndex>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
-        let url = match engine {
+        // The SQLite file's path, for the writer's own connection.
+        let (url, sqlite_path) = match engine {
             Engine::Sqlite => sqlite_url(url)?,
-            Engine::Postgres => url.to_string(),
+            Engine::Postgres => (url.to_string(), String::new()),
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -154,13 +155,9 @@ impl Store {
         .map_err(|e| StoreError::Db(e.into()))?;
         let writer = match engine {
             Engine::Sqlite => {
-                let path = url.trim_start_matches("sqlite://").split('?').next().unwrap_or_default();
-                if path == ":memory:" {
-                    return Err(StoreError::Invalid("an in-memory SQLite database cannot be shared by the writer and the readers: give a file".into()));
-                }
                 // Checkpoints run beside the writer, not inside its commits.
                 let restart_wanted = sqlite_writer::spawn_checkpointer(pool.clone());
-                sqlite_writer::spawn(path, index.clone(), restart_wanted)?
+                sqlite_writer::spawn(&sqlite_path, index.clone(), restart_wanted)?
             }
             Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),
         };
@@ -327,17 +324,19 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA journal_size_limit = 67108864",
 ];
 
-/// Turn `sqlite://path` into a URL that creates the file, creating its directory too.
-fn sqlite_url(url: &str) -> Result<String, StoreError> {
+/// Turn `sqlite://path` into a URL that creates the file, creating its directory too; with the
+/// file's path. An in-memory database is refused: the writer and the readers could not share it.
+fn sqlite_url(url: &str) -> Result<(String, String), StoreError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Invalid(format!("cannot create database directory {}: {e}", dir.display()))
-                })?;
-            }
+    if path == ":memory:" {
+        return Err(StoreError::Invalid("an in-memory SQLite database cannot be shared by the writer and the readers: give a file".into()));
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!("cannot create database directory {}: {e}", dir.display()))
+            })?;
         }
     }
     let mut query = query.to_string();
@@ -347,7 +346,7 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
         }
         query.push_str("mode=rwc");
     }
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((format!("sqlite://{path}?{query}"), path.to_string()))
 }
 
 fn stored(res_type: &str, id: &str, row: &sqlx::any::AnyRow) -> StoredResource {

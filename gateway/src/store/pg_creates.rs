@@ -44,7 +44,7 @@ async fn write_batch(pool: &AnyPool, index: &SearchIndex, batch: &mut [WriteJob]
     let (resources, rows) = super::plain_creates(batch).expect("the lane takes plain creates only");
     let together = async {
         let mut tx = pool.begin().await?;
-        let stored = apply::create_many(&mut *tx, index, resources, Some(rows), super::now_micros()).await?;
+        let stored = apply::create_many(&mut *tx, resources, rows, super::now_micros()).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(stored)
     }

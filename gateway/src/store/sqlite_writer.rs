@@ -119,11 +119,10 @@ fn restart_wal(conn: &SqliteConn) -> Result<(), StoreError> {
 /// combined write failed: the caller then takes the careful path.
 async fn plain_creates_together(
     conn: &mut SqliteConn,
-    index: &SearchIndex,
     batch: &mut [WriteJob],
 ) -> Option<Vec<Result<Vec<Outcome>, StoreError>>> {
     let (resources, rows) = super::plain_creates(batch)?;
-    let stored = super::apply::create_many(conn, index, resources, Some(rows), super::now_micros()).await;
+    let stored = super::apply::create_many(conn, resources, rows, super::now_micros()).await;
     match stored {
         Ok(stored) if conn.run("COMMIT").is_ok() => Some(stored.into_iter().map(|s| Ok(vec![Outcome::Created(s)])).collect()),
         _ => {
@@ -174,7 +173,7 @@ async fn commit_batch(conn: &mut SqliteConn, index: &SearchIndex, batch: &mut [W
         return fail_all(&e, batch.len());
     }
     if batch.len() > 1
-        && let Some(results) = plain_creates_together(conn, index, batch).await
+        && let Some(results) = plain_creates_together(conn, batch).await
     {
         return results;
     }

@@ -92,8 +92,8 @@ pub async fn submit<C: WriteConn>(
 
     // The resources move into the store; the members' kinds and flags stay for the receipt.
     let (mut rows, mut bodies) = match prepared {
-        Some((rows, bodies)) => (Some(rows), bodies),
-        None => (None, Vec::new()),
+        Some((rows, bodies)) => (rows, bodies),
+        None => (sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect(), Vec::new()),
     };
     bodies.resize_with(sub.members.len(), || None);
     let mut resources: Vec<_> = sub
@@ -111,17 +111,14 @@ pub async fn submit<C: WriteConn>(
         PatientWrite::New => {
             // A patient's first unit: the Patient goes in with the members' statements.
             resources.push(("Patient".to_string(), patient_id, NewBody::Json(std::mem::take(&mut sub.patient_resource))));
-            rows = rows.zip(patient_rows).map(|(mut rows, patient)| {
-                rows.push(patient);
-                rows
-            });
+            rows.push(patient_rows.unwrap_or_else(|| index.index("Patient", &sub.patient_resource)));
         }
         PatientWrite::Changed => {
             let patient = std::mem::take(&mut sub.patient_resource);
             apply::update(conn, index, "Patient".into(), patient_id, patient, None, patient_rows, now).await?;
         }
     }
-    apply::create_many(conn, index, resources, rows, now).await?;
+    apply::create_many(conn, resources, rows, now).await?;
     let mut unit_row = args.to_vec();
     unit_row.extend([SqlArg::Text(sub.id.clone()), SqlArg::Text(sub.content_hash.clone()), SqlArg::Text(sub.institution.clone())]);
     conn.execute(
