@@ -4,6 +4,8 @@
 # $submit by 32 concurrent clients. Targets only 127.0.0.1; bounded by DURATION.
 #
 #   load/submit.sh [sqlite|postgres|both]     (default both; DURATION=20s by default)
+#   PERF_DATA=/tmp/submit.perf load/submit.sh sqlite   also records a CPU profile of the gateway
+#                                                      (perf, call graphs) during the run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engines=${1:-both}
@@ -67,8 +69,17 @@ run() { # $1 engine label, $2 database url
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   echo "== $1: \$submit five-item collection bundles, $connections connections, $duration"
   thread_cpu $server >"$work/cpu.before"
-  wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
+  local profiler=
+  if [[ -n ${PERF_DATA:-} ]]; then
+    (sleep 2; perf record -q -F 499 --call-graph dwarf,32768 -p $server -o "$PERF_DATA" -- sleep 6 2>/dev/null) &
+    profiler=$!
+  fi
+  head -1 /proc/stat >"$work/machine.before"
+  /usr/bin/time -o "$work/wrk.cpu" -f "%U %S" \
+    wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
+  head -1 /proc/stat >"$work/machine.after"
   thread_cpu $server >"$work/cpu.after"
+  [[ -z $profiler ]] || wait $profiler
   institution=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["identifier"]["value"].split("^")[0])' "$template")
   curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=$institution&_count=0" | python3 -c \
     'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})' \
@@ -82,6 +93,20 @@ before, after = read(sys.argv[1]), read(sys.argv[2])
 accepted = ast.literal_eval(open(sys.argv[3]).read().split(":", 1)[1].strip()).get("accepted", 0) or 1
 used = {n: after[n] - before.get(n, 0) for n in after if after[n] - before.get(n, 0) > 0.01}
 print("gateway CPU per accepted submission:", ", ".join(f"{n} {1000 * s / accepted:.2f} ms" for n, s in sorted(used.items(), key=lambda x: -x[1])))
+PY
+  # The whole machine over the run (both cores): who else used it (wrk, the kernel's network
+  # work, the database server) and how much was left idle or taken by the hypervisor (steal).
+  python3 - "$work/machine.before" "$work/machine.after" "$work/wrk.cpu" "$work/outcomes" "$(getconf CLK_TCK)" <<'PY'
+import ast, sys
+fields = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+ticks = lambda f: dict(zip(fields, map(int, open(f).read().split()[1:9])))
+before, after, hz = ticks(sys.argv[1]), ticks(sys.argv[2]), int(sys.argv[5])
+accepted = ast.literal_eval(open(sys.argv[4]).read().split(":", 1)[1].strip()).get("accepted", 0) or 1
+per = lambda t: f"{1000 * t / hz / accepted:.2f} ms"
+d = {k: after[k] - before[k] for k in fields}
+wrk = sum(map(float, open(sys.argv[3]).read().split()[-2:]))
+print(f"machine per accepted submission: busy {per(d['user'] + d['nice'] + d['system'] + d['irq'] + d['softirq'])}"
+      f" (of which wrk {1000 * wrk / accepted:.2f} ms), idle {per(d['idle'] + d['iowait'])}, steal {per(d['steal'])}")
 PY
   kill $server; wait $server 2>/dev/null || true
 }
