@@ -20,7 +20,8 @@ if ! command -v wrk >/dev/null; then
   (apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null)
 fi
 cargo build --release -p gateway >&2
-bin=${CARGO_TARGET_DIR:-target}/release/gateway
+# SERVER_BIN: another build to measure (GATEWAY_* variables are the gateway's own settings)
+bin=${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/gateway}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -62,6 +63,11 @@ thread_cpu() {
   done | awk '{cpu[$1] += $2 / 1e9} END {for (n in cpu) printf "%s %.3f\n", n, cpu[n]}' | sort
 }
 
+# 512-byte sectors written to the machine's disks so far (whole disks, not partitions).
+disk_sectors_written() {
+  awk '$3 ~ /^(vd[a-z]+|sd[a-z]+|xvd[a-z]+|nvme[0-9]+n[0-9]+)$/ {s += $10} END {print s + 0}' /proc/diskstats
+}
+
 run() { # $1 engine label, $2 database url
   GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_DATABASE_URL=$2 GATEWAY_PACKAGES=../shared/fhir-packages:../shared/terminology \
     GATEWAY_LOG=warn $bin serve >"$work/server.log" 2>&1 &
@@ -75,9 +81,11 @@ run() { # $1 engine label, $2 database url
     profiler=$!
   fi
   head -1 /proc/stat >"$work/machine.before"
+  disk_sectors_written >"$work/disk.before"
   /usr/bin/time -o "$work/wrk.cpu" -f "%U %S" \
     wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/submit.lua" "http://127.0.0.1:$port"
   head -1 /proc/stat >"$work/machine.after"
+  disk_sectors_written >"$work/disk.after"
   thread_cpu $server >"$work/cpu.after"
   [[ -z $profiler ]] || wait $profiler
   institution=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["identifier"]["value"].split("^")[0])' "$template")
@@ -96,7 +104,8 @@ print("gateway CPU per accepted submission:", ", ".join(f"{n} {1000 * s / accept
 PY
   # The whole machine over the run (both cores): who else used it (wrk, the kernel's network
   # work, the database server) and how much was left idle or taken by the hypervisor (steal).
-  python3 - "$work/machine.before" "$work/machine.after" "$work/wrk.cpu" "$work/outcomes" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$work/machine.before" "$work/machine.after" "$work/wrk.cpu" "$work/outcomes" "$(getconf CLK_TCK)" \
+    $(cat "$work/disk.before" "$work/disk.after") <<'PY'
 import ast, sys
 fields = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
 ticks = lambda f: dict(zip(fields, map(int, open(f).read().split()[1:9])))
@@ -106,7 +115,8 @@ per = lambda t: f"{1000 * t / hz / accepted:.2f} ms"
 d = {k: after[k] - before[k] for k in fields}
 wrk = sum(map(float, open(sys.argv[3]).read().split()[-2:]))
 print(f"machine per accepted submission: busy {per(d['user'] + d['nice'] + d['system'] + d['irq'] + d['softirq'])}"
-      f" (of which wrk {1000 * wrk / accepted:.2f} ms), idle {per(d['idle'] + d['iowait'])}, steal {per(d['steal'])}")
+      f" (of which wrk {1000 * wrk / accepted:.2f} ms), idle {per(d['idle'] + d['iowait'])}, steal {per(d['steal'])};"
+      f" written to disk {(int(sys.argv[7]) - int(sys.argv[6])) * 512 / 1024 / accepted:.0f} KB")
 PY
   kill $server; wait $server 2>/dev/null || true
 }

@@ -117,6 +117,7 @@ fn client(
     let mut connection = None;
     let mut reader = http::ResponseReader::default();
     let mut counter: u64 = 0;
+    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() % 1_000_000);
     std::thread::sleep(intended.saturating_duration_since(Instant::now()));
     loop {
         if interval.is_some() {
@@ -131,7 +132,8 @@ fn client(
             break;
         }
         counter += 1;
-        let unique = (index as u64 + 1) * 1_000_000_000 + counter;
+        // Unique across clients and across runs against the same database (the run's start second).
+        let unique = run_id * 1_000_000_000_000 + (index as u64 + 1) * 1_000_000_000 + counter;
         let request = target.request(&args.method, &args.content_type, body.map(|b| b.replace("@N@", &unique.to_string())));
         let stream: &mut TcpStream = match &mut connection {
             Some(s) => s,
@@ -202,10 +204,8 @@ fn print_summary(args: &Args, reports: &[ClientReport]) {
         from_send.len(),
         from_send.len() as f64 / args.duration
     );
-    for r in reports {
-        for (status, body) in &r.unexpected {
-            println!("  status {status}: {body}");
-        }
+    for (status, body) in reports.iter().flat_map(|r| &r.unexpected).take(3) {
+        println!("  status {status}: {body}");
     }
     print_percentiles("latency from send", &mut from_send);
     if args.rate > 0.0 {
