@@ -18,9 +18,10 @@ const MAX_BATCH: usize = 256;
 /// inside its commits (PASSIVE: never blocks anyone). Each pass copies the latest version of
 /// every page written since the last one, and the pages at the ends of the indexes change in
 /// every commit: passes four times a second wrote 10-20 % more to disk per submission and
-/// left the writer waiting longer on its own writes (+7 % submissions/s at once a second). That alone never lets the WAL start
-/// over while writes keep coming (there are always frames newer than the checkpoint), so the file
-/// grew without bound (2 GB in 12 s of creates) and every frame landed on newly allocated blocks.
+/// left the writer waiting longer on its own writes (+7 % submissions/s at once a second).
+/// That alone never lets the WAL start over while writes keep coming (there are always frames
+/// newer than the checkpoint), so the file grew without bound (2 GB in 12 s of creates) and
+/// every frame landed on newly allocated blocks.
 /// Past a size, the checkpointer asks the writer to RESTART the WAL between two batches: by then
 /// PASSIVE passes have copied nearly everything, and the writer waits at most for readers to
 /// finish a statement (a RESTART from here had to wait for the writer's lock, and the writer then
