@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{
     Engine, StoreError, StoredResource,
-    conn::{DbRow, WriteConn},
+    conn::WriteConn,
     now_micros, stamp_meta, stamp_meta_with,
     units::{self, Rejection, Submitted},
 };
@@ -216,7 +216,7 @@ async fn find_single<C: WriteConn>(conn: &mut C, res_type: &str, query: &SearchQ
     let rows = conn.fetch(&sql, &all).await?;
     match rows.as_slice() {
         [] => Ok(None),
-        [row] => Ok(Some(stored_at(res_type, &row.text(0), row, 1))),
+        [row] => Ok(Some(super::stored_at(res_type, &row.text(0), row, 1))),
         _ => Err(StoreError::PreconditionFailed(format!(
             "conditional create: more than one {res_type} matches `{}`",
             query.canonical()
@@ -281,18 +281,6 @@ pub fn visit_references(value: &mut Value, f: &mut dyn FnMut(&mut String) -> Res
         _ => {}
     }
     Ok(())
-}
-
-/// Decode (version, last_updated, deleted, body) starting at column `at`.
-fn stored_at(res_type: &str, id: &str, row: &DbRow, at: usize) -> StoredResource {
-    StoredResource {
-        res_type: res_type.to_string(),
-        id: id.to_string(),
-        version: row.int(at),
-        last_updated: row.int(at + 1),
-        deleted: row.int(at + 2) != 0,
-        body: row.text(at + 3),
-    }
 }
 
 pub(super) async fn create<C: WriteConn>(

@@ -41,6 +41,33 @@ impl DbRow {
     }
 }
 
+/// The columns of a row, whichever connection read it: the write path's [`DbRow`] and the read
+/// path's sqlx rows decode stored resources with the same code.
+pub trait Columns {
+    fn int(&self, column: usize) -> i64;
+    fn text(&self, column: usize) -> String;
+}
+
+impl Columns for DbRow {
+    fn int(&self, column: usize) -> i64 {
+        DbRow::int(self, column)
+    }
+
+    fn text(&self, column: usize) -> String {
+        DbRow::text(self, column)
+    }
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn int(&self, column: usize) -> i64 {
+        self.get(column)
+    }
+
+    fn text(&self, column: usize) -> String {
+        self.get(column)
+    }
+}
+
 /// A connection inside a transaction the caller commits. SQL uses `$1`-style placeholders.
 pub trait WriteConn {
     fn engine(&self) -> Engine;

@@ -354,14 +354,14 @@ fn stored(res_type: &str, id: &str, row: &sqlx::any::AnyRow) -> StoredResource {
 }
 
 /// Decode (version, last_updated, deleted, body) starting at column `at`.
-fn stored_at(res_type: &str, id: &str, row: &sqlx::any::AnyRow, at: usize) -> StoredResource {
+fn stored_at(res_type: &str, id: &str, row: &impl conn::Columns, at: usize) -> StoredResource {
     StoredResource {
         res_type: res_type.to_string(),
         id: id.to_string(),
-        version: row.get(at),
-        last_updated: row.get(at + 1),
-        deleted: row.get::<i64, _>(at + 2) != 0,
-        body: row.get(at + 3),
+        version: row.int(at),
+        last_updated: row.int(at + 1),
+        deleted: row.int(at + 2) != 0,
+        body: row.text(at + 3),
     }
 }
 
