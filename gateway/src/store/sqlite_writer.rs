@@ -108,6 +108,11 @@ async fn run(mut conn: SqliteConn, index: Arc<SearchIndex>, mut queue: mpsc::Rec
     }
 }
 
+/// Every job of a batch answered "not committed" (503): nothing of the batch was stored.
+fn not_committed(e: &dyn std::fmt::Display, jobs: usize) -> Vec<Result<Vec<Outcome>, StoreError>> {
+    (0..jobs).map(|_| Err(StoreError::Unavailable(format!("write not committed: {e}")))).collect()
+}
+
 /// RESTART the WAL without waiting: should a reader still be on an older snapshot, the pass
 /// copies what it can and the checkpointer asks again on its next tick (waiting would hold every
 /// write for as long as that read lasts).
@@ -134,7 +139,7 @@ async fn plain_creates_together(
             let _ = conn.run("ROLLBACK");
             match conn.run("BEGIN IMMEDIATE") {
                 Ok(_) => None,
-                Err(e) => Some(batch.iter().map(|_| Err(StoreError::Unavailable(format!("write not committed: {e}")))).collect()),
+                Err(e) => Some(not_committed(&e, batch.len())),
             }
         }
     }
@@ -165,17 +170,15 @@ async fn without_savepoints(conn: &mut SqliteConn, index: &SearchIndex, batch: &
         Some(e) => e,
     };
     let _ = conn.run("ROLLBACK");
+    // This job may have been fine: another one's failure rolled it back with the batch.
     (0..batch.len()).map(|_| Err(StoreError::Unavailable(format!("write not committed, please retry: {failure}")))).collect()
 }
 
 /// Apply every job in its own savepoint inside one transaction; on a failed commit every job
 /// fails, so no caller is told "stored" for something that is not.
 async fn commit_batch(conn: &mut SqliteConn, index: &SearchIndex, batch: &mut [WriteJob]) -> Vec<Result<Vec<Outcome>, StoreError>> {
-    let fail_all = |e: &dyn std::fmt::Display, n: usize| {
-        (0..n).map(|_| Err(StoreError::Unavailable(format!("write not committed: {e}")))).collect()
-    };
     if let Err(e) = conn.run("BEGIN IMMEDIATE") {
-        return fail_all(&e, batch.len());
+        return not_committed(&e, batch.len());
     }
     if batch.len() > 1
         && let Some(results) = plain_creates_together(conn, batch).await
@@ -190,7 +193,7 @@ async fn commit_batch(conn: &mut SqliteConn, index: &SearchIndex, batch: &mut [W
             Ok(_) => vec![result],
             Err(e) => {
                 let _ = conn.run("ROLLBACK");
-                fail_all(&e, 1)
+                not_committed(&e, 1)
             }
         };
     }
@@ -211,13 +214,13 @@ async fn commit_batch(conn: &mut SqliteConn, index: &SearchIndex, batch: &mut [W
             Ok(_) => results.push(result),
             Err(e) => {
                 let _ = conn.run("ROLLBACK");
-                return fail_all(&e, batch.len());
+                return not_committed(&e, batch.len());
             }
         }
     }
     if let Err(e) = conn.run("COMMIT") {
         let _ = conn.run("ROLLBACK");
-        return fail_all(&e, batch.len());
+        return not_committed(&e, batch.len());
     }
     results
 }
