@@ -92,31 +92,27 @@ run() { # $1 engine label, $2 database url
   curl -s "http://127.0.0.1:$port/fhir/\$submissions?institution=$institution&_count=0" | python3 -c \
     'import json,sys; p=json.load(sys.stdin)["parameter"]; print("stored outcomes:", {x["part"][0]["valueCode"]: x["part"][1]["valueInteger"] for x in p if x["name"]=="count"})' \
     | tee "$work/outcomes"
-  # Where the gateway's CPU went, per accepted submission (the run's requests; the database
-  # server's own processes are not counted).
-  python3 - "$work/cpu.before" "$work/cpu.after" "$work/outcomes" <<'PY'
+  # Per accepted submission: where the gateway's CPU went, by thread (the database server's own
+  # processes are not counted), and the whole machine over the run (both cores): who else used
+  # it (wrk, the kernel's network work, the database server), how much was left idle or taken by
+  # the hypervisor (steal), and what reached the disk.
+  python3 - "$work" "$(getconf CLK_TCK)" <<'PY'
 import ast, sys
-read = lambda f: {n: float(s) for n, s in (l.split() for l in open(f))}
-before, after = read(sys.argv[1]), read(sys.argv[2])
-accepted = ast.literal_eval(open(sys.argv[3]).read().split(":", 1)[1].strip()).get("accepted", 0) or 1
+work, hz = sys.argv[1], int(sys.argv[2])
+accepted = ast.literal_eval(open(f"{work}/outcomes").read().split(":", 1)[1].strip()).get("accepted", 0) or 1
+ms = lambda seconds: f"{1000 * seconds / accepted:.2f} ms"
+threads = lambda f: {n: float(s) for n, s in (l.split() for l in open(f))}
+before, after = threads(f"{work}/cpu.before"), threads(f"{work}/cpu.after")
 used = {n: after[n] - before.get(n, 0) for n in after if after[n] - before.get(n, 0) > 0.01}
-print("gateway CPU per accepted submission:", ", ".join(f"{n} {1000 * s / accepted:.2f} ms" for n, s in sorted(used.items(), key=lambda x: -x[1])))
-PY
-  # The whole machine over the run (both cores): who else used it (wrk, the kernel's network
-  # work, the database server) and how much was left idle or taken by the hypervisor (steal).
-  python3 - "$work/machine.before" "$work/machine.after" "$work/wrk.cpu" "$work/outcomes" "$(getconf CLK_TCK)" \
-    $(cat "$work/disk.before" "$work/disk.after") <<'PY'
-import ast, sys
+print("gateway CPU per accepted submission:", ", ".join(f"{n} {ms(s)}" for n, s in sorted(used.items(), key=lambda x: -x[1])))
 fields = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
 ticks = lambda f: dict(zip(fields, map(int, open(f).read().split()[1:9])))
-before, after, hz = ticks(sys.argv[1]), ticks(sys.argv[2]), int(sys.argv[5])
-accepted = ast.literal_eval(open(sys.argv[4]).read().split(":", 1)[1].strip()).get("accepted", 0) or 1
-per = lambda t: f"{1000 * t / hz / accepted:.2f} ms"
-d = {k: after[k] - before[k] for k in fields}
-wrk = sum(map(float, open(sys.argv[3]).read().split()[-2:]))
-print(f"machine per accepted submission: busy {per(d['user'] + d['nice'] + d['system'] + d['irq'] + d['softirq'])}"
-      f" (of which wrk {1000 * wrk / accepted:.2f} ms), idle {per(d['idle'] + d['iowait'])}, steal {per(d['steal'])};"
-      f" written to disk {(int(sys.argv[7]) - int(sys.argv[6])) * 512 / 1024 / accepted:.0f} KB")
+d = {k: ticks(f"{work}/machine.after")[k] - ticks(f"{work}/machine.before")[k] for k in fields}
+wrk = sum(map(float, open(f"{work}/wrk.cpu").read().split()[-2:]))
+sectors = int(open(f"{work}/disk.after").read()) - int(open(f"{work}/disk.before").read())
+print(f"machine per accepted submission: busy {ms((d['user'] + d['nice'] + d['system'] + d['irq'] + d['softirq']) / hz)}"
+      f" (of which wrk {ms(wrk)}), idle {ms((d['idle'] + d['iowait']) / hz)}, steal {ms(d['steal'] / hz)};"
+      f" written to disk {sectors * 512 / 1024 / accepted:.0f} KB")
 PY
   kill $server; wait $server 2>/dev/null || true
 }
