@@ -320,8 +320,10 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA busy_timeout = 10000",
     "PRAGMA foreign_keys = ON",
     // When the WAL starts over it is cut back to this size, not to zero: its blocks stay
-    // allocated, so the next frames overwrite them instead of growing the file again.
-    "PRAGMA journal_size_limit = 67108864",
+    // allocated, so the next frames overwrite them instead of growing the file again. A second of
+    // submissions fills about 300 MB of WAL; at a 64 MB limit every restart cut that back and the
+    // first commit after it took 75 ms (the truncation), the next ones regrew the file.
+    "PRAGMA journal_size_limit = 1073741824",
 ];
 
 /// Turn `sqlite://path` into a URL that creates the file, creating its directory too; with the

@@ -22,25 +22,44 @@ const MAX_BATCH: usize = 256;
 /// That alone never lets the WAL start over while writes keep coming (there are always frames
 /// newer than the checkpoint), so the file grew without bound (2 GB in 12 s of creates) and
 /// every frame landed on newly allocated blocks.
-/// Past a size, the checkpointer asks the writer to RESTART the WAL between two batches: by then
-/// PASSIVE passes have copied nearly everything, and the writer waits at most for readers to
-/// finish a statement (a RESTART from here had to wait for the writer's lock, and the writer then
-/// for it, each in the busy handler's growing sleeps: 200 ms create latencies).
+/// Past a size, the checkpointer asks the writer to RESTART the WAL between two batches. The
+/// writer stands still for what that copies and syncs, so before asking, the checkpointer repeats
+/// PASSIVE passes until one finds little new: each pass copies what the writer added during the
+/// previous one (a RESTART right after a single pass copied a tenth of a second of frames and
+/// held every write for 50-100 ms, once a second). The writer waits at most for readers to finish
+/// a statement (a RESTART from here had to wait for the writer's lock, and the writer then for
+/// it, each in the busy handler's growing sleeps: 200 ms create latencies).
 pub fn spawn_checkpointer(pool: sqlx::AnyPool) -> Arc<AtomicBool> {
     /// 16 MB of 4 KB pages: big enough that restarts are rare, small enough to stay cached
-    /// (under a submission load a second adds up to 20,000 frames before the next look).
+    /// (under a submission load a second adds up to 70,000 frames before the next look).
     const RESTART_AFTER_FRAMES: i64 = 4096;
+    /// A pass that copied fewer new frames than this leaves little for the writer's RESTART.
+    const SETTLED_FRAMES: i64 = 1024;
+    const MAX_PASSES: usize = 6;
     let restart_wanted = Arc::new(AtomicBool::new(false));
     let flag = restart_wanted.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(1000));
         loop {
             tick.tick().await;
-            // The result row: (busy, frames in the WAL, frames copied back).
-            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
-                Ok(row) if row.try_get::<i64, _>(1).unwrap_or(0) > RESTART_AFTER_FRAMES => flag.store(true, Ordering::Relaxed),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            let mut copied_before = 0;
+            for pass in 0..MAX_PASSES {
+                // The result row: (busy, frames in the WAL, frames copied back).
+                let (frames, copied) = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+                    Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                        break;
+                    }
+                };
+                if frames <= RESTART_AFTER_FRAMES {
+                    break;
+                }
+                if copied - copied_before < SETTLED_FRAMES || pass + 1 == MAX_PASSES {
+                    flag.store(true, Ordering::Relaxed);
+                    break;
+                }
+                copied_before = copied;
             }
         }
     });
