@@ -74,36 +74,80 @@ pub enum Outcome {
 pub enum Prepared {
     Nothing,
     Rows(IndexRows),
-    /// A submission's: rows and JSON per member, in order, and the canonical Patient's rows.
-    Submission { members: Vec<IndexRows>, bodies: Vec<Option<Rendered>>, patient: IndexRows },
+    Submission(PreparedSubmission),
 }
 
-/// The JSON of a resource about to be stored as version 1, rendered in the requester's task
-/// (serializing was a tenth of the SQLite writer's time on submissions) with a placeholder
-/// `meta.lastUpdated`, which the writer overwrites with the time of the write.
+/// Everything of a submission's write that does not depend on the database: index rows, JSON
+/// of the new resources and the receipt, rendered ahead (building, serializing and freeing JSON
+/// was a tenth of the SQLite writer's time on submissions).
 #[derive(Debug)]
-pub struct Rendered {
-    text: String,
-    /// Where the placeholder starts.
-    at: usize,
+pub struct PreparedSubmission {
+    /// Rows and JSON per member, in order (`None`: serialized at write time).
+    pub members: Vec<IndexRows>,
+    pub bodies: Vec<Option<Rendered>>,
+    /// The canonical Patient's rows, and its JSON should it be new.
+    pub patient: IndexRows,
+    pub patient_body: Option<Rendered>,
+    /// The receipt with slots for the outcome and the time of the write.
+    pub receipt: Option<Template>,
 }
+
+/// JSON text rendered ahead of the write, with slots the writer fills in: each placeholder
+/// must occur exactly once in the text.
+#[derive(Debug)]
+pub struct Template {
+    text: String,
+    /// (offset, placeholder length, index of the value that fills it), by offset.
+    slots: Vec<(usize, usize, usize)>,
+}
+
+impl Template {
+    /// `None` when a placeholder is missing or occurs more than once (the data itself quotes
+    /// it): the caller then renders at write time as usual.
+    pub fn new(value: &Value, placeholders: &[&str]) -> Option<Template> {
+        let text = serde_json::to_string(value).ok()?;
+        let mut slots = Vec::with_capacity(placeholders.len());
+        for (n, placeholder) in placeholders.iter().enumerate() {
+            let at = text.find(placeholder)?;
+            (text.rfind(placeholder) == Some(at)).then_some(())?;
+            slots.push((at, placeholder.len(), n));
+        }
+        slots.sort_unstable();
+        Some(Template { text, slots })
+    }
+
+    /// The text with every slot replaced by its value (in the order the placeholders were given).
+    pub fn fill(self, values: &[&str]) -> String {
+        let mut out = String::with_capacity(self.text.len() + values.iter().map(|v| v.len()).sum::<usize>());
+        let mut from = 0;
+        for &(at, len, n) in &self.slots {
+            out.push_str(&self.text[from..at]);
+            out.push_str(values[n]);
+            from = at + len;
+        }
+        out.push_str(&self.text[from..]);
+        out
+    }
+}
+
+/// The JSON of a resource about to be stored as version 1, with a slot for `meta.lastUpdated`,
+/// the time of the write.
+#[derive(Debug)]
+pub struct Rendered(Template);
 
 /// As wide as every `instant` of our time.
-const PLACEHOLDER_INSTANT: &str = "0000-00-00T00:00:00.000000Z";
+pub(crate) const PLACEHOLDER_INSTANT: &str = "0000-00-00T00:00:00.000000Z";
 
 impl Rendered {
     /// `None` when the resource itself contains the placeholder (it is then serialized at write
     /// time as usual).
     pub fn new(resource: &mut Value) -> Option<Rendered> {
         stamp_meta_with(resource, "1".into(), PLACEHOLDER_INSTANT.into());
-        let text = serde_json::to_string(resource).ok()?;
-        let at = text.find(PLACEHOLDER_INSTANT)?;
-        (text.rfind(PLACEHOLDER_INSTANT) == Some(at)).then_some(Rendered { text, at })
+        Template::new(resource, &[PLACEHOLDER_INSTANT]).map(Rendered)
     }
 
-    fn stamped(mut self, now: i64) -> String {
-        self.text.replace_range(self.at..self.at + PLACEHOLDER_INSTANT.len(), &super::instant(now));
-        self.text
+    fn stamped(self, now: i64) -> String {
+        self.0.fill(&[&super::instant(now)])
     }
 }
 
@@ -133,11 +177,7 @@ pub fn prepare(index: &SearchIndex, ops: &mut [Op]) -> Vec<Prepared> {
             Op::Create { res_type, resource, .. } | Op::Update { res_type, resource, .. } if !rewrites => {
                 Prepared::Rows(index.index(res_type, resource))
             }
-            Op::Submit(sub) => Prepared::Submission {
-                members: sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect(),
-                bodies: sub.members.iter_mut().map(|m| Rendered::new(&mut m.resource)).collect(),
-                patient: index.index("Patient", &sub.patient_resource),
-            },
+            Op::Submit(sub) => Prepared::Submission(units::prepare(index, sub)),
             _ => Prepared::Nothing,
         })
         .collect()
@@ -171,9 +211,9 @@ pub async fn apply<C: WriteConn>(
     let mut outcomes = Vec::with_capacity(ops.len());
     let mut prepared = prepared.into_iter();
     for (n, op) in ops.into_iter().enumerate() {
-        let (rows, members) = match prepared.next() {
+        let (rows, submission) = match prepared.next() {
             Some(Prepared::Rows(rows)) => (Some(rows), None),
-            Some(Prepared::Submission { members, bodies, patient }) => (Some(patient), Some((members, bodies))),
+            Some(Prepared::Submission(submission)) => (None, Some(submission)),
             _ => (None, None),
         };
         let outcome = match op {
@@ -185,7 +225,10 @@ pub async fn apply<C: WriteConn>(
                 update(conn, index, res_type, id, resource, if_match, rows, now).await?
             }
             Op::Delete { res_type, id } => delete(conn, &res_type, &id, now).await?,
-            Op::Submit(sub) => Outcome::Submitted(units::submit(conn, index, *sub, members, rows, now).await?),
+            Op::Submit(mut sub) => {
+                let prepared = submission.unwrap_or_else(|| units::prepare(index, &mut sub));
+                Outcome::Submitted(units::submit(conn, index, *sub, prepared, now).await?)
+            }
             Op::Withdraw { key, id, institution, receipt } => {
                 Outcome::Withdrawn(units::withdraw(conn, &key, &id, &institution, &receipt, now).await?)
             }
@@ -472,15 +515,15 @@ pub(crate) async fn create_many<C: WriteConn>(
         })
         .collect();
     insert_index_many(conn, &keys).await?;
-    Ok(args
-        .chunks_exact(6)
-        .map(|a| match (&a[0], &a[1], &a[5]) {
-            (SqlArg::Text(t), SqlArg::Text(i), SqlArg::Text(b)) => {
-                StoredResource { res_type: t.clone(), id: i.clone(), version: 1, last_updated: now, deleted: false, body: b.clone() }
-            }
-            _ => unreachable!("type, id and body are text"),
-        })
-        .collect())
+    drop(keys);
+    // The statement's arguments become the stored resources (the bodies are moved, not copied).
+    let mut args = args.into_iter();
+    let mut stored = Vec::with_capacity(rows.len());
+    while let (Some(SqlArg::Text(res_type)), Some(SqlArg::Text(id))) = (args.next(), args.next()) {
+        let Some(SqlArg::Text(body)) = args.nth(3) else { unreachable!("six arguments per resource, the last the body") };
+        stored.push(StoredResource { res_type, id, version: 1, last_updated: now, deleted: false, body });
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]

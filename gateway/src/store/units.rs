@@ -5,11 +5,11 @@ use sqlx::Row;
 
 use super::{
     Engine, StoreError,
-    apply::{self, NewBody, lock_key},
+    apply::{self, NewBody, PreparedSubmission, lock_key},
     conn::WriteConn,
 };
 use crate::{
-    search::{IndexRows, SearchIndex, SqlArg},
+    search::{SearchIndex, SqlArg},
     submission::{Submission, UnitKey, receipt},
 };
 
@@ -63,12 +63,39 @@ async fn remove_unit<C: WriteConn>(conn: &mut C, key: &UnitKey, now: i64) -> Res
     Ok(removed > 0)
 }
 
+/// Stands for the outcome in a receipt rendered ahead; the writer knows whether a unit was replaced.
+const OUTCOME_PLACEHOLDER: &str = "0000-outcome-0000";
+
+/// What a submission's write can have ready before it reaches the database (see [`PreparedSubmission`]).
+pub fn prepare(index: &SearchIndex, sub: &mut Submission) -> PreparedSubmission {
+    let members = sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect();
+    let bodies = sub
+        .members
+        .iter_mut()
+        .map(|m| {
+            let rendered = apply::Rendered::new(&mut m.resource);
+            if rendered.is_some() {
+                // Freed here rather than in the writer: the rendered text is what gets stored.
+                m.resource = serde_json::Value::Null;
+            }
+            rendered
+        })
+        .collect();
+    let patient = index.index("Patient", &sub.patient_resource);
+    // A copy: the submitted Patient is compared with the stored one in the transaction.
+    let patient_body = apply::Rendered::new(&mut sub.patient_resource.clone());
+    let receipt = apply::Template::new(
+        &receipt::build(sub, OUTCOME_PLACEHOLDER, apply::PLACEHOLDER_INSTANT),
+        &[OUTCOME_PLACEHOLDER, apply::PLACEHOLDER_INSTANT],
+    );
+    PreparedSubmission { members, bodies, patient, patient_body, receipt }
+}
+
 pub async fn submit<C: WriteConn>(
     conn: &mut C,
     index: &SearchIndex,
     mut sub: Submission,
-    prepared: Option<(Vec<IndexRows>, Vec<Option<apply::Rendered>>)>,
-    patient_rows: Option<IndexRows>,
+    prepared: PreparedSubmission,
     now: i64,
 ) -> Result<Submitted, StoreError> {
     lock_unit(conn, &sub.unit).await?;
@@ -91,11 +118,7 @@ pub async fn submit<C: WriteConn>(
     let outcome = if replaced { "replaced" } else { "accepted" };
 
     // The resources move into the store; the members' kinds and flags stay for the receipt.
-    let (mut rows, mut bodies) = match prepared {
-        Some((rows, bodies)) => (rows, bodies),
-        None => (sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect(), Vec::new()),
-    };
-    bodies.resize_with(sub.members.len(), || None);
+    let PreparedSubmission { members: mut rows, bodies, patient: patient_rows, patient_body, receipt } = prepared;
     let mut resources: Vec<_> = sub
         .members
         .iter_mut()
@@ -110,12 +133,16 @@ pub async fn submit<C: WriteConn>(
         PatientWrite::Unchanged => {}
         PatientWrite::New => {
             // A patient's first unit: the Patient goes in with the members' statements.
-            resources.push(("Patient".to_string(), patient_id, NewBody::Json(std::mem::take(&mut sub.patient_resource))));
-            rows.push(patient_rows.unwrap_or_else(|| index.index("Patient", &sub.patient_resource)));
+            let body = match patient_body {
+                Some(rendered) => NewBody::Rendered(rendered),
+                None => NewBody::Json(std::mem::take(&mut sub.patient_resource)),
+            };
+            resources.push(("Patient".to_string(), patient_id, body));
+            rows.push(patient_rows);
         }
         PatientWrite::Changed => {
             let patient = std::mem::take(&mut sub.patient_resource);
-            apply::update(conn, index, "Patient".into(), patient_id, patient, None, patient_rows, now).await?;
+            apply::update(conn, index, "Patient".into(), patient_id, patient, None, Some(patient_rows), now).await?;
         }
     }
     apply::create_many(conn, resources, rows, now).await?;
@@ -145,7 +172,11 @@ pub async fn submit<C: WriteConn>(
     )
     .await?;
     count_unmapped(conn, &sub.institution, &sub.unmapped, now).await?;
-    let receipt = receipt::build(&sub, outcome, now).to_string();
+    let received = super::instant(now);
+    let receipt = match receipt {
+        Some(template) => template.fill(&[outcome, &received]),
+        None => receipt::build(&sub, outcome, &received).to_string(),
+    };
     let log = LogRow { id: &sub.id, institution: &sub.institution, kind: sub.kind.as_str(), outcome, unit: Some(&sub.unit) };
     log_submission(conn, log, 0, sub.warnings.len() as i64, &receipt, now).await?;
     Ok(Submitted { receipt, outcome })

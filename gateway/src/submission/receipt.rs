@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 
 use super::Submission;
-use crate::store::instant;
 
-/// `outcome`: `accepted` (a new unit) or `replaced` (an earlier unit with the same key).
-pub fn build(sub: &Submission, outcome: &str, received_at: i64) -> Value {
+/// `outcome`: `accepted` (a new unit) or `replaced` (an earlier unit with the same key);
+/// `received`: the instant the unit was stored.
+pub fn build(sub: &Submission, outcome: &str, received: &str) -> Value {
     let mut parameters = vec![
         json!({"name": "submission", "valueString": sub.id}),
-        json!({"name": "received", "valueInstant": instant(received_at)}),
+        json!({"name": "received", "valueInstant": received}),
         json!({"name": "outcome", "valueCode": outcome}),
         json!({"name": "kind", "valueCode": sub.kind.as_str()}),
         json!({"name": "institution", "valueIdentifier": {
