@@ -131,4 +131,22 @@ both_engines!(search_parameters, |db| async move {
     assert_eq!(total("combo-code:not=8480-6").await, 5);
     let (_, sorted) = server.get("Observation?combo-code=8480-6,718-7&_sort=combo-code").await;
     assert_eq!(ids(&sorted), ["2024-02-15", "2024-04-01"]);
+    assert_eq!(total("value-quantity:missing=true").await, 1); // the pressure has components only
+
+    // An update replaces the resource's index rows: its old values find it no more (the rows are
+    // removed by the exact keys kept with the resource), its new ones do, and sorting sees them.
+    let (_, found) = server.get("Observation?code=718-7").await;
+    let id = found["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let mut changed = observation(&pid, "2093-3", "2025-05-05", "final", 222.0);
+    changed["id"] = json!(id);
+    let (status, body) = server.put(&format!("Observation/{id}"), &changed).await;
+    assert_eq!(status, 200, "{body}");
+    for gone in ["code=718-7", "identifier=urn:test:obs|718-7-2024-02-15", "value-quantity=13.5", "date=2024-02-15"] {
+        assert_eq!(total(gone).await, 0, "{gone}");
+    }
+    for now in ["code=2093-3", "identifier=urn:test:obs|2093-3-2025-05-05", "value-quantity=222", "date=2025-05-05"] {
+        assert_eq!(total(now).await, 1, "{now}");
+    }
+    let (_, latest) = server.get(&format!("Observation?patient={pid}&_sort=-date&_count=1")).await;
+    assert_eq!(ids(&latest), ["2025-05-05"]);
 });

@@ -285,10 +285,8 @@ pub async fn search(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = SearchQuery::parse(state.store.index(), res_type, params, prefer(headers).strict)?;
-    let (where_sql, args) = query.to_sql(2);
     let count = if query.count_only { 0 } else { query.count };
-    let (found, total) =
-        state.store.search(res_type, &where_sql, &args, &query.order_sql(), count, query.offset).await?;
+    let (found, total) = state.store.search(res_type, &query, count).await?;
     let base = base_url(headers);
     let page_url = |offset: i64| {
         let mut pairs = url::form_urlencoded::Serializer::new(String::new());

@@ -14,6 +14,48 @@ pub struct IndexRows {
     pub numbers: Vec<NumberRow>,
 }
 
+/// The exact keys of a resource's rows as `resource_current.index_keys` keeps them, so that
+/// they can be removed again without an index by resource (see migration 0006). Numbers are
+/// kept as text in their shortest exact form: a JSON number may come back rounded (SQLite's
+/// JSON functions print 15 digits), and then would no longer match its row.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Keys<S> {
+    t: Vec<(S, S, S)>,
+    s: Vec<(S, S)>,
+    d: Vec<(S, i64, i64)>,
+    r: Vec<(S, S)>,
+    n: Vec<(S, String, S, S)>,
+}
+
+impl IndexRows {
+    pub fn keys_json(&self) -> String {
+        let keys = Keys::<&str> {
+            t: self.tokens.iter().map(|r| (&*r.param, &*r.system, &*r.code)).collect(),
+            s: self.strings.iter().map(|r| (&*r.param, &*r.value)).collect(),
+            d: self.dates.iter().map(|r| (&*r.param, r.lo, r.hi)).collect(),
+            r: self.references.iter().map(|r| (&*r.param, &*r.target)).collect(),
+            n: self.numbers.iter().map(|r| (&*r.param, r.value.to_string(), &*r.system, &*r.code)).collect(),
+        };
+        serde_json::to_string(&keys).expect("keys serialize")
+    }
+
+    /// `None` when the text is not what [`IndexRows::keys_json`] writes.
+    pub fn from_keys_json(text: &str) -> Option<IndexRows> {
+        let keys: Keys<String> = serde_json::from_str(text).ok()?;
+        let mut numbers = Vec::with_capacity(keys.n.len());
+        for (param, value, system, code) in keys.n {
+            numbers.push(NumberRow { param, value: value.parse().ok()?, system, code });
+        }
+        Some(IndexRows {
+            tokens: keys.t.into_iter().map(|(param, system, code)| TokenRow { param, system, code }).collect(),
+            strings: keys.s.into_iter().map(|(param, value)| StringRow { param, value }).collect(),
+            dates: keys.d.into_iter().map(|(param, lo, hi)| DateRow { param, lo, hi }).collect(),
+            references: keys.r.into_iter().map(|(param, target)| ReferenceRow { param, target }).collect(),
+            numbers,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRow {
     pub param: String,
@@ -268,6 +310,19 @@ fn parse_datetime(text: &str) -> Option<(chrono::DateTime<Utc>, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_keys_round_trip_exactly() {
+        let rows = IndexRows {
+            tokens: vec![TokenRow { param: "code".into(), system: "http://loinc.org".into(), code: "2345-7".into() }],
+            strings: vec![StringRow { param: "name".into(), value: "やまだ \"quoted\"".into() }],
+            dates: vec![DateRow { param: "date".into(), lo: i64::MIN, hi: 1_704_067_200_000_000 }],
+            references: vec![ReferenceRow { param: "subject".into(), target: "Patient/p1".into() }],
+            numbers: vec![NumberRow { param: "value-quantity".into(), value: 0.1 + 0.2, system: String::new(), code: "mg".into() }],
+        };
+        assert_eq!(IndexRows::from_keys_json(&rows.keys_json()), Some(rows));
+        assert_eq!(IndexRows::from_keys_json("not keys"), None);
+    }
 
     #[test]
     fn partial_dates_cover_their_whole_period() {

@@ -41,6 +41,8 @@ struct Condition {
 pub struct SortKey {
     pub sql: String,
     pub descending: bool,
+    /// A `LEFT JOIN` the expression reads from.
+    pub join: Option<String>,
 }
 
 impl SearchQuery {
@@ -78,7 +80,8 @@ impl SearchQuery {
                 }
                 "_sort" => {
                     for key in value.split(',').filter(|k| !k.is_empty()) {
-                        query.sort.push(sort_key(index, res_type, key)?);
+                        let n = query.sort.len();
+                        query.sort.push(sort_key(index, res_type, key, n)?);
                     }
                     true
                 }
@@ -165,6 +168,11 @@ impl SearchQuery {
         (sql, args)
     }
 
+    /// The joins the sort keys read from (put after `FROM resource_current r`).
+    pub fn sort_joins(&self) -> String {
+        self.sort.iter().filter_map(|k| k.join.as_deref()).collect()
+    }
+
     /// ORDER BY clause (always ending in a unique key, so pages never overlap).
     pub fn order_sql(&self) -> String {
         let mut parts: Vec<String> = self
@@ -204,15 +212,13 @@ impl SearchQuery {
         };
         let matching_args = || std::iter::once(SqlArg::Text(res_type.to_string())).chain(param_args());
         if modifier == Some("missing") {
-            let any = format!(
-                "EXISTS (SELECT 1 FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND {param_in})"
-            );
+            let any = matching("1 = 1");
             let sql = match value {
                 "true" => format!("NOT {any}"),
                 "false" => any,
                 _ => return Err(invalid(name, "`:missing` takes true or false")),
             };
-            self.push(vec![sql], param_args().collect());
+            self.push(vec![sql], matching_args().collect());
             return Ok(());
         }
         let mut ors = Vec::new();
@@ -386,14 +392,16 @@ fn number_condition(name: &str, value: &str) -> Result<(String, Vec<SqlArg>), Se
     Ok((sql, args))
 }
 
-fn sort_key(index: &SearchIndex, res_type: &str, key: &str) -> Result<SortKey, SearchError> {
+/// The `n`th sort key. A parameter's sort value comes from a join with its rows grouped by
+/// resource, read once: the index is keyed by value, so a lookup per resource would scan.
+fn sort_key(index: &SearchIndex, res_type: &str, key: &str, n: usize) -> Result<SortKey, SearchError> {
     let (descending, code) = match key.strip_prefix('-') {
         Some(c) => (true, c),
         None => (false, key),
     };
-    let sql = match code {
-        "_id" => "r.res_id".to_string(),
-        "_lastUpdated" => "r.last_updated".to_string(),
+    let (sql, join) = match code {
+        "_id" => ("r.res_id".to_string(), None),
+        "_lastUpdated" => ("r.last_updated".to_string(), None),
         _ => {
             let param = index
                 .param(res_type, code)
@@ -405,15 +413,19 @@ fn sort_key(index: &SearchIndex, res_type: &str, key: &str) -> Result<SortKey, S
                 ParamKind::Reference => ("idx_reference", "MIN(i.target)"),
                 ParamKind::Number | ParamKind::Quantity => ("idx_number", "MIN(i.value)"),
             };
-            // Codes are known parameter names (letters, digits, `-`), safe to inline.
-            let codes: Vec<String> = param.row_params().iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect();
-            format!(
-                "(SELECT {column} FROM {table} i WHERE i.res_type = r.res_type AND i.res_id = r.res_id AND i.param IN ({}))",
+            // The type and the codes are known names (letters, digits, `-`), safe to inline.
+            let quoted = |s: &str| format!("'{}'", s.replace('\'', ""));
+            let codes: Vec<String> = param.row_params().iter().map(|c| quoted(c)).collect();
+            let join = format!(
+                " LEFT JOIN (SELECT i.res_id AS res_id, {column} AS value FROM {table} i WHERE i.res_type = {} AND i.param IN ({})
+                   GROUP BY i.res_id) sort{n} ON sort{n}.res_id = r.res_id",
+                quoted(res_type),
                 codes.join(", ")
-            )
+            );
+            (format!("sort{n}.value"), Some(join))
         }
     };
-    Ok(SortKey { sql, descending })
+    Ok(SortKey { sql, descending, join })
 }
 
 #[cfg(test)]

@@ -338,15 +338,15 @@ pub(super) async fn create<C: WriteConn>(
     let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     stamp_meta(&mut resource, 1, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
-    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(now), SqlArg::Text(body)];
+    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
     let inserted = conn
         .execute(
-            "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body)
-             VALUES ($1, $2, 1, $3, 0, $4)",
+            "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body, index_keys)
+             VALUES ($1, $2, 1, $3, 0, $4, $5)",
             &args,
         )
         .await;
-    let [SqlArg::Text(res_type), SqlArg::Text(id), _, SqlArg::Text(body)] = args else { unreachable!("built above") };
+    let [SqlArg::Text(res_type), SqlArg::Text(id), _, SqlArg::Text(body), _] = args else { unreachable!("built above") };
     match inserted {
         Err(StoreError::Duplicate(_)) => return Err(StoreError::Conflict(format!("{res_type}/{id} already exists"))),
         Err(e) => return Err(e),
@@ -385,14 +385,15 @@ pub(super) async fn update<C: WriteConn>(
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
     retire_current(conn, &res_type, &id).await?;
-    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body)];
+    let args =
+        [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
     conn.execute(
-        "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 0, body = $5
+        "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 0, body = $5, index_keys = $6
          WHERE res_type = $1 AND res_id = $2",
         &args,
     )
     .await?;
-    let [SqlArg::Text(res_type), SqlArg::Text(id), _, _, SqlArg::Text(body)] = args else { unreachable!("built above") };
+    let [SqlArg::Text(res_type), SqlArg::Text(id), _, _, SqlArg::Text(body), _] = args else { unreachable!("built above") };
     insert_index_many(conn, &[(&res_type, &id, &rows)]).await?;
     Ok(Outcome::Updated(StoredResource { res_type, id, version, last_updated: now, deleted: false, body }))
 }
@@ -403,7 +404,7 @@ pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str,
         Some((version, false)) => {
             retire_current(conn, res_type, id).await?;
             conn.execute(
-                "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 1, body = ''
+                "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 1, body = '', index_keys = ''
                  WHERE res_type = $1 AND res_id = $2",
                 &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into()), SqlArg::Int(version + 1), SqlArg::Int(now)],
             )
@@ -433,49 +434,68 @@ async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) ->
         &key,
     )
     .await?;
-    for sql in [
-        "DELETE FROM idx_token WHERE res_type = $1 AND res_id = $2",
-        "DELETE FROM idx_string WHERE res_type = $1 AND res_id = $2",
-        "DELETE FROM idx_date WHERE res_type = $1 AND res_id = $2",
-        "DELETE FROM idx_reference WHERE res_type = $1 AND res_id = $2",
-        "DELETE FROM idx_number WHERE res_type = $1 AND res_id = $2",
-    ] {
-        conn.execute(sql, &key).await?;
+    let stored = conn.fetch("SELECT index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2", &key).await?;
+    let keys = stored.first().map(|row| row.text(0)).unwrap_or_default();
+    if keys.is_empty() {
+        // A deletion tombstone has no rows.
+        return Ok(());
+    }
+    match IndexRows::from_keys_json(&keys) {
+        Some(rows) => {
+            for (table, columns, width, args) in &index_table_rows(&[(res_type, id, &rows)]) {
+                conn.execute_rows(&format!("DELETE FROM {table} WHERE ({columns}) IN (VALUES "), ")", *width, args).await?;
+            }
+        }
+        None => {
+            // Only a damaged row gets here: find the rows the slow way (every table read whole).
+            tracing::warn!(res_type, id, "unreadable index_keys; removing its index rows by a full scan");
+            for table in INDEX_TABLES {
+                conn.execute(&format!("DELETE FROM {table} WHERE res_type = $1 AND res_id = $2"), &key).await?;
+            }
+        }
     }
     Ok(())
 }
 
-/// Insert the index rows of several resources, one multi-row INSERT per table (and chunk).
-async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
+const INDEX_TABLES: [&str; 5] = ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_number"];
+
+/// For each index table: its name, the columns of a row, how many, and the values of the given
+/// resources' rows in that order.
+fn index_table_rows(resources: &[(&str, &str, &IndexRows)]) -> [(&'static str, &'static str, usize, Vec<SqlArg>); 5] {
     let text = |s: &str| SqlArg::Text(s.to_string());
-    let mut tables: [(&str, usize, Vec<SqlArg>); 5] = [
-        ("idx_token (res_type, res_id, param, system, code)", 5, Vec::new()),
-        ("idx_string (res_type, res_id, param, value)", 4, Vec::new()),
-        ("idx_date (res_type, res_id, param, lo, hi)", 5, Vec::new()),
-        ("idx_reference (res_type, res_id, param, target)", 4, Vec::new()),
-        ("idx_number (res_type, res_id, param, value, system, code)", 6, Vec::new()),
+    let mut tables = [
+        (INDEX_TABLES[0], "res_type, res_id, param, system, code", 5, Vec::new()),
+        (INDEX_TABLES[1], "res_type, res_id, param, value", 4, Vec::new()),
+        (INDEX_TABLES[2], "res_type, res_id, param, lo, hi", 5, Vec::new()),
+        (INDEX_TABLES[3], "res_type, res_id, param, target", 4, Vec::new()),
+        (INDEX_TABLES[4], "res_type, res_id, param, value, system, code", 6, Vec::new()),
     ];
     for (res_type, id, rows) in resources {
         let key = || [text(res_type), text(id)];
         for t in &rows.tokens {
-            tables[0].2.extend(key().into_iter().chain([text(&t.param), text(&t.system), text(&t.code)]));
+            tables[0].3.extend(key().into_iter().chain([text(&t.param), text(&t.system), text(&t.code)]));
         }
         for s in &rows.strings {
-            tables[1].2.extend(key().into_iter().chain([text(&s.param), text(&s.value)]));
+            tables[1].3.extend(key().into_iter().chain([text(&s.param), text(&s.value)]));
         }
         for d in &rows.dates {
-            tables[2].2.extend(key().into_iter().chain([text(&d.param), SqlArg::Int(d.lo), SqlArg::Int(d.hi)]));
+            tables[2].3.extend(key().into_iter().chain([text(&d.param), SqlArg::Int(d.lo), SqlArg::Int(d.hi)]));
         }
         for r in &rows.references {
-            tables[3].2.extend(key().into_iter().chain([text(&r.param), text(&r.target)]));
+            tables[3].3.extend(key().into_iter().chain([text(&r.param), text(&r.target)]));
         }
         for n in &rows.numbers {
-            tables[4].2.extend(key().into_iter().chain([text(&n.param), SqlArg::Float(n.value), text(&n.system), text(&n.code)]));
+            tables[4].3.extend(key().into_iter().chain([text(&n.param), SqlArg::Float(n.value), text(&n.system), text(&n.code)]));
         }
     }
-    for (table, width, args) in &tables {
+    tables
+}
+
+/// Insert the index rows of several resources, one multi-row INSERT per table (and chunk).
+async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
+    for (table, columns, width, args) in &index_table_rows(resources) {
         // The same value twice in one resource (two identical codings) is one index row.
-        conn.insert_rows(&format!("INSERT INTO {table} VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
+        conn.execute_rows(&format!("INSERT INTO {table} ({columns}) VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
     }
     Ok(())
 }
@@ -488,8 +508,10 @@ pub(crate) async fn create_many<C: WriteConn>(
     rows: Vec<IndexRows>,
     now: i64,
 ) -> Result<Vec<StoredResource>, StoreError> {
-    let mut args = Vec::with_capacity(resources.len() * 6);
-    for (res_type, id, body) in resources {
+    /// (res_type, res_id, version, last_updated, deleted, body, index_keys)
+    const WIDTH: usize = 7;
+    let mut args = Vec::with_capacity(resources.len() * WIDTH);
+    for ((res_type, id, body), rows) in resources.into_iter().zip(&rows) {
         let body = match body {
             NewBody::Json(mut resource) => {
                 stamp_meta(&mut resource, 1, now);
@@ -497,17 +519,30 @@ pub(crate) async fn create_many<C: WriteConn>(
             }
             NewBody::Rendered(rendered) => rendered.stamped(now),
         };
-        args.extend([SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(1), SqlArg::Int(now), SqlArg::Int(0), SqlArg::Text(body)]);
+        args.extend([
+            SqlArg::Text(res_type),
+            SqlArg::Text(id),
+            SqlArg::Int(1),
+            SqlArg::Int(now),
+            SqlArg::Int(0),
+            SqlArg::Text(body),
+            SqlArg::Text(rows.keys_json()),
+        ]);
     }
     let inserted = conn
-        .insert_rows("INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body) VALUES ", "", 6, &args)
+        .execute_rows(
+            "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body, index_keys) VALUES ",
+            "",
+            WIDTH,
+            &args,
+        )
         .await;
     if let Err(StoreError::Duplicate(_)) = inserted {
         return Err(StoreError::Conflict("a resource of the submission already exists".into()));
     }
     inserted?;
     let keys: Vec<(&str, &str, &IndexRows)> = args
-        .chunks(6)
+        .chunks(WIDTH)
         .zip(&rows)
         .map(|(a, r)| match (&a[0], &a[1]) {
             (SqlArg::Text(t), SqlArg::Text(i)) => (t.as_str(), i.as_str(), r),
@@ -515,15 +550,20 @@ pub(crate) async fn create_many<C: WriteConn>(
         })
         .collect();
     insert_index_many(conn, &keys).await?;
-    drop(keys);
     // The statement's arguments become the stored resources (the bodies are moved, not copied).
-    let mut args = args.into_iter();
-    let mut stored = Vec::with_capacity(rows.len());
-    while let (Some(SqlArg::Text(res_type)), Some(SqlArg::Text(id))) = (args.next(), args.next()) {
-        let Some(SqlArg::Text(body)) = args.nth(3) else { unreachable!("six arguments per resource, the last the body") };
-        stored.push(StoredResource { res_type, id, version: 1, last_updated: now, deleted: false, body });
-    }
-    Ok(stored)
+    Ok(args
+        .chunks_exact_mut(WIDTH)
+        .map(|a| {
+            let mut take = |i: usize| std::mem::replace(&mut a[i], SqlArg::Int(0));
+            (take(0), take(1), take(5))
+        })
+        .map(|taken| match taken {
+            (SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Text(body)) => {
+                StoredResource { res_type, id, version: 1, last_updated: now, deleted: false, body }
+            }
+            _ => unreachable!("type, id and body are text"),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub trait WriteConn {
     fn fetch(&mut self, sql: &str, args: &[SqlArg]) -> impl Future<Output = Result<Vec<DbRow>, StoreError>> + Send;
 
     /// `prefix (v, ...) suffix` for every `width` values of `args`.
-    fn insert_rows(
+    fn execute_rows(
         &mut self,
         prefix: &str,
         suffix: &str,
@@ -103,7 +103,7 @@ impl WriteConn for AnyConnection {
     }
 
     /// Multi-row statements: each statement is a network round trip.
-    async fn insert_rows(&mut self, prefix: &str, suffix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
+    async fn execute_rows(&mut self, prefix: &str, suffix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
         const ROWS_PER_STATEMENT: usize = 400;
         for chunk in args.chunks(width * ROWS_PER_STATEMENT) {
             let mut sql = String::with_capacity(prefix.len() + suffix.len() + chunk.len() * 6);
@@ -221,7 +221,7 @@ impl WriteConn for SqliteConn {
 
     /// One cached single-row statement run per row: SQLite has no round trips to save, and a
     /// prepared statement is cheaper than parsing a long statement of varying length.
-    async fn insert_rows(&mut self, prefix: &str, suffix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
+    async fn execute_rows(&mut self, prefix: &str, suffix: &str, width: usize, args: &[SqlArg]) -> Result<(), StoreError> {
         if args.is_empty() {
             return Ok(());
         }
@@ -285,12 +285,12 @@ mod tests {
         let mut c = conn();
         block_on(async {
             let rows = [1, 2, 3].map(|n| [SqlArg::Text(format!("k{n}")), SqlArg::Int(n), SqlArg::Float(n as f64 / 2.0)]).concat();
-            c.insert_rows("INSERT INTO t (a, b, c) VALUES ", "", 3, &rows).await.unwrap();
+            c.execute_rows("INSERT INTO t (a, b, c) VALUES ", "", 3, &rows).await.unwrap();
             let sum = c.fetch("SELECT SUM(b), SUM(c) FROM t", &[]).await.unwrap();
             assert_eq!((sum[0].int(0), sum[0].0[1].clone()), (6, DbValue::Float(3.0)));
-            let again = c.insert_rows("INSERT INTO t (a, b, c) VALUES ", "", 3, &rows[..3]).await;
+            let again = c.execute_rows("INSERT INTO t (a, b, c) VALUES ", "", 3, &rows[..3]).await;
             assert!(matches!(again, Err(StoreError::Duplicate(_))), "{again:?}");
-            c.insert_rows("INSERT INTO t (a, b, c) VALUES ", " ON CONFLICT DO NOTHING", 3, &rows).await.unwrap();
+            c.execute_rows("INSERT INTO t (a, b, c) VALUES ", " ON CONFLICT DO NOTHING", 3, &rows).await.unwrap();
         });
     }
 }

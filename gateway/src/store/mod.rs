@@ -31,7 +31,7 @@ use sqlx::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::search::{IndexRows, SearchIndex, SqlArg};
+use crate::search::{IndexRows, SearchIndex, SearchQuery, SqlArg};
 
 pub use apply::{Op, Outcome, visit_references};
 pub use mapping_registry::{
@@ -265,28 +265,24 @@ impl Store {
         Ok((versions, total))
     }
 
-    /// Run a search built by [`crate::search`]: the current, non-deleted resources matching
-    /// `where_sql`, in `order_sql` order, one page, plus the total count.
-    pub async fn search(
-        &self,
-        res_type: &str,
-        where_sql: &str,
-        args: &[SqlArg],
-        order_sql: &str,
-        count: i64,
-        offset: i64,
-    ) -> Result<(Vec<StoredResource>, i64), StoreError> {
+    /// Run a search built by [`crate::search`]: the current, non-deleted resources matching its
+    /// conditions, in its order, one page of `count` (0: none, only the total), plus the total.
+    pub async fn search(&self, res_type: &str, query: &SearchQuery, count: i64) -> Result<(Vec<StoredResource>, i64), StoreError> {
+        let (where_sql, args) = query.to_sql(2);
         let mut all_args = vec![SqlArg::Text(res_type.to_string())];
-        all_args.extend_from_slice(args);
-        let base = format!("FROM resource_current r WHERE r.res_type = $1 AND r.deleted = 0 {where_sql}");
-        let total: i64 = bind_all(sqlx::query(&format!("SELECT COUNT(*) {base}")), &all_args)
+        all_args.extend(args);
+        let filter = format!("WHERE r.res_type = $1 AND r.deleted = 0 {where_sql}");
+        let total: i64 = bind_all(sqlx::query(&format!("SELECT COUNT(*) FROM resource_current r {filter}")), &all_args)
             .fetch_one(&self.inner.pool)
             .await?
             .try_get(0)?;
         let rows = if count > 0 {
             let sql = format!(
-                "SELECT r.res_id, r.version, r.last_updated, r.deleted, r.body {base}
-                 ORDER BY {order_sql} LIMIT {count} OFFSET {offset}"
+                "SELECT r.res_id, r.version, r.last_updated, r.deleted, r.body FROM resource_current r{} {filter}
+                 ORDER BY {} LIMIT {count} OFFSET {}",
+                query.sort_joins(),
+                query.order_sql(),
+                query.offset
             );
             bind_all(sqlx::query(&sql), &all_args).fetch_all(&self.inner.pool).await?
         } else {

@@ -164,7 +164,7 @@ pub async fn submit<C: WriteConn>(
             SqlArg::Text(m.flags.join(",")),
         ]);
     }
-    conn.insert_rows(
+    conn.execute_rows(
         "INSERT INTO unit_member (patient_key, bundle_system, bundle_value, res_type, res_id, item_kind, flags) VALUES ",
         "",
         7,
@@ -200,7 +200,7 @@ async fn count_unmapped<C: WriteConn>(conn: &mut C, institution: &str, codes: &[
             SqlArg::Int(now),
         ]);
     }
-    conn.insert_rows(
+    conn.execute_rows(
         "INSERT INTO unmapped_code (institution, system, code, occurrences, first_seen, last_seen) VALUES ",
         " ON CONFLICT (institution, system, code)
           DO UPDATE SET occurrences = unmapped_code.occurrences + excluded.occurrences, last_seen = excluded.last_seen",
@@ -313,7 +313,7 @@ pub async fn record_rejection<C: WriteConn>(conn: &mut C, r: &Rejection, now: i6
     let text = |s: &str| SqlArg::Text(s.to_string());
     let args: Vec<SqlArg> =
         r.errors.iter().flat_map(|(rule, expression, message)| [text(&r.id), text(rule), text(expression), text(message)]).collect();
-    conn.insert_rows("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ", "", 4, &args).await
+    conn.execute_rows("INSERT INTO submission_issue (submission_id, rule, expression, message) VALUES ", "", 4, &args).await
 }
 
 /// One stored item of a patient's current shared data.
