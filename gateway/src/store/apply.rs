@@ -175,7 +175,9 @@ pub fn prepare(index: &SearchIndex, ops: &mut [Op]) -> Vec<Prepared> {
     ops.iter_mut()
         .map(|op| match op {
             Op::Create { res_type, resource, .. } | Op::Update { res_type, resource, .. } if !rewrites => {
-                Prepared::Rows(index.index(res_type, resource))
+                let mut rows = index.index(res_type, resource);
+                rows.render_keys();
+                Prepared::Rows(rows)
             }
             Op::Submit(sub) => Prepared::Submission(units::prepare(index, sub)),
             _ => Prepared::Nothing,

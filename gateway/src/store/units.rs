@@ -68,7 +68,12 @@ const OUTCOME_PLACEHOLDER: &str = "0000-outcome-0000";
 
 /// What a submission's write can have ready before it reaches the database (see [`PreparedSubmission`]).
 pub fn prepare(index: &SearchIndex, sub: &mut Submission) -> PreparedSubmission {
-    let members = sub.members.iter().map(|m| index.index(&m.res_type, &m.resource)).collect();
+    let indexed = |res_type: &str, resource: &serde_json::Value| {
+        let mut rows = index.index(res_type, resource);
+        rows.render_keys();
+        rows
+    };
+    let members = sub.members.iter().map(|m| indexed(&m.res_type, &m.resource)).collect();
     let bodies = sub
         .members
         .iter_mut()
@@ -81,7 +86,7 @@ pub fn prepare(index: &SearchIndex, sub: &mut Submission) -> PreparedSubmission 
             rendered
         })
         .collect();
-    let patient = index.index("Patient", &sub.patient_resource);
+    let patient = indexed("Patient", &sub.patient_resource);
     // A copy: the submitted Patient is compared with the stored one in the transaction.
     let patient_body = apply::Rendered::new(&mut sub.patient_resource.clone());
     let receipt = apply::Template::new(
