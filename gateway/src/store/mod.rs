@@ -156,7 +156,7 @@ impl Store {
         let writer = match engine {
             Engine::Sqlite => {
                 // Checkpoints run beside the writer, not inside its commits.
-                let restart_wanted = sqlite_writer::spawn_checkpointer(pool.clone());
+                let restart_wanted = sqlite_writer::spawn_checkpointer(&sqlite_path)?;
                 sqlite_writer::spawn(&sqlite_path, index.clone(), restart_wanted)?
             }
             Engine::Postgres => pg_creates::spawn(pool.clone(), index.clone()),

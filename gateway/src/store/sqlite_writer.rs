@@ -5,7 +5,6 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::{Op, Outcome, StoreError, WriteJob, apply::apply, conn::SqliteConn};
@@ -29,41 +28,48 @@ const MAX_BATCH: usize = 256;
 /// held every write for 50-100 ms, once a second). The writer waits at most for readers to finish
 /// a statement (a RESTART from here had to wait for the writer's lock, and the writer then for
 /// it, each in the busy handler's growing sleeps: 200 ms create latencies).
-pub fn spawn_checkpointer(pool: sqlx::AnyPool) -> Arc<AtomicBool> {
+pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
     /// 16 MB of 4 KB pages: big enough that restarts are rare, small enough to stay cached
-    /// (under a submission load a second adds up to 70,000 frames before the next look).
+    /// (under a submission load a second adds up to 100,000 frames before the next look).
     const RESTART_AFTER_FRAMES: i64 = 4096;
     /// A pass that copied fewer new frames than this leaves little for the writer's RESTART.
     const SETTLED_FRAMES: i64 = 1024;
     const MAX_PASSES: usize = 6;
+    let conn = open(path)?;
     let restart_wanted = Arc::new(AtomicBool::new(false));
     let flag = restart_wanted.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(1000));
-        loop {
-            tick.tick().await;
-            let mut copied_before = 0;
-            for pass in 0..MAX_PASSES {
-                // The result row: (busy, frames in the WAL, frames copied back).
-                let (frames, copied) = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
-                    Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
+    let pass = move || conn.0.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)));
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            // Copying a second of pages back costs a core for a tenth of a second; below the
+            // requests' priority, that time no longer shows in their latency.
+            set_priority(10, "the SQLite checkpointer");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let mut copied_before = 0;
+                for n in 0..MAX_PASSES {
+                    // (frames in the WAL, frames copied back)
+                    let (frames, copied) = match pass() {
+                        Ok(counts) => counts,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                            break;
+                        }
+                    };
+                    if frames <= RESTART_AFTER_FRAMES {
                         break;
                     }
-                };
-                if frames <= RESTART_AFTER_FRAMES {
-                    break;
+                    if copied - copied_before < SETTLED_FRAMES || n + 1 == MAX_PASSES {
+                        flag.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    copied_before = copied;
                 }
-                if copied - copied_before < SETTLED_FRAMES || pass + 1 == MAX_PASSES {
-                    flag.store(true, Ordering::Relaxed);
-                    break;
-                }
-                copied_before = copied;
             }
-        }
-    });
-    restart_wanted
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite checkpointer: {e}")))?;
+    Ok(restart_wanted)
 }
 
 /// The writer runs on a thread of its own with its own SQLite connection, so every statement
@@ -89,14 +95,17 @@ pub fn spawn(path: &str, index: Arc<SearchIndex>, restart_wanted: Arc<AtomicBool
 /// its time waiting for a core behind requests being validated: it runs ahead of them where the
 /// process may raise a thread's priority (CAP_SYS_NICE, or root).
 fn raise_priority() {
-    const NICE: libc::c_int = -10;
-    // Linux nice values are per thread; `who` is this thread's id.
-    let raised = unsafe {
+    set_priority(-10, "the SQLite writer");
+}
+
+/// Linux nice values are per thread: set this thread's (`what` names it in the log when refused).
+fn set_priority(nice: libc::c_int, what: &str) {
+    let set = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, NICE) == 0
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
     };
-    if !raised {
-        tracing::info!("the SQLite writer runs at the normal priority (raising it needs CAP_SYS_NICE)");
+    if !set {
+        tracing::info!("{what} runs at the normal priority (changing it was refused)");
     }
 }
 
