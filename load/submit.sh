@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load run for submissions: five-item JP_Bundle_CLINS collection bundles (a Patient and five lab
 # results), fully validated, each a new unit (its own Bundle-ID and insured person), posted to
-# $submit by 32 concurrent clients. Targets only 127.0.0.1; bounded by DURATION.
+# $submit by 32 concurrent clients: first flat out (wrk, for throughput), then at a fixed
+# offered rate (loadgen, for the latency at that rate: RATE=1000 per second in all by default,
+# for FIXED_SECONDS=10). Targets only 127.0.0.1; bounded by DURATION and FIXED_SECONDS.
 #
 #   load/submit.sh [sqlite|postgres|both]     (default both; DURATION=20s by default)
 #   PERF_DATA=/tmp/submit.perf load/submit.sh sqlite   also records a CPU profile of the gateway
@@ -11,6 +13,8 @@ cd "$(dirname "$0")/.."
 engines=${1:-both}
 duration=${DURATION:-20s}
 connections=${CONNECTIONS:-32}
+rate=${RATE:-1000}
+fixed_seconds=${FIXED_SECONDS:-10}
 port=${PORT:-18081}
 pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}
 template=fixtures/valid/clins-five-labresults.json
@@ -19,7 +23,7 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk" >&2
   (apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null)
 fi
-cargo build --release -p gateway >&2
+cargo build --release -p gateway -p loadgen >&2
 # SERVER_BIN: another build to measure (GATEWAY_* variables are the gateway's own settings)
 bin=${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/gateway}
 work=$(mktemp -d)
@@ -114,6 +118,10 @@ print(f"machine per accepted submission: busy {ms((d['user'] + d['nice'] + d['sy
       f" (of which wrk {ms(wrk)}), idle {ms((d['idle'] + d['iowait']) / hz)}, steal {ms(d['steal'] / hz)};"
       f" written to disk {sectors * 512 / 1024 / accepted:.0f} KB")
 PY
+  echo "== $1: \$submit at a fixed $rate/s from $connections clients, ${fixed_seconds}s"
+  "${CARGO_TARGET_DIR:-target}/release/loadgen" "http://127.0.0.1:$port/fhir/\$submit" --method POST \
+    --body-file "$work/template.json" --expect-status 201 --connections "$connections" \
+    --rate "$(python3 -c "print($rate / $connections)")" --duration "$fixed_seconds"
   kill $server; wait $server 2>/dev/null || true
 }
 
