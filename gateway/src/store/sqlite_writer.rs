@@ -36,6 +36,7 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
     const SETTLED_FRAMES: i64 = 1024;
     const MAX_PASSES: usize = 6;
     let conn = open(path)?;
+    let database_file = std::fs::File::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?;
     let restart_wanted = Arc::new(AtomicBool::new(false));
     let flag = restart_wanted.clone();
     let pass = move || conn.0.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)));
@@ -61,6 +62,12 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
                         break;
                     }
                     if copied - copied_before < SETTLED_FRAMES || n + 1 == MAX_PASSES {
+                        // SQLite's passes that stop short of the end of the WAL copy without
+                        // syncing the database file, and the one that reaches it (the writer's
+                        // RESTART) syncs all of that: sync here, off the writer's path.
+                        if let Err(e) = database_file.sync_data() {
+                            tracing::warn!(error = %e, "syncing the database file failed");
+                        }
                         flag.store(true, Ordering::Relaxed);
                         break;
                     }
