@@ -61,13 +61,13 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
                     if frames <= RESTART_AFTER_FRAMES {
                         break;
                     }
+                    // SQLite's passes that stop short of the end of the WAL copy without syncing
+                    // the database file, and the one that reaches it (the writer's RESTART)
+                    // syncs all of that: sync after each pass here, off the writer's path.
+                    if let Err(e) = database_file.sync_data() {
+                        tracing::warn!(error = %e, "syncing the database file failed");
+                    }
                     if copied - copied_before < SETTLED_FRAMES || n + 1 == MAX_PASSES {
-                        // SQLite's passes that stop short of the end of the WAL copy without
-                        // syncing the database file, and the one that reaches it (the writer's
-                        // RESTART) syncs all of that: sync here, off the writer's path.
-                        if let Err(e) = database_file.sync_data() {
-                            tracing::warn!(error = %e, "syncing the database file failed");
-                        }
                         flag.store(true, Ordering::Relaxed);
                         break;
                     }
