@@ -38,7 +38,8 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
     let conn = open(path)?;
     let database_file = std::fs::File::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?;
     let restart_wanted = Arc::new(AtomicBool::new(false));
-    let flag = restart_wanted.clone();
+    // Held weakly: once the writer has stopped (and dropped the flag), so does the checkpointer.
+    let flag = Arc::downgrade(&restart_wanted);
     let pass = move || conn.0.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)));
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -48,6 +49,7 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
             set_priority(10, "the SQLite checkpointer");
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(flag) = flag.upgrade() else { return };
                 let mut copied_before = 0;
                 for n in 0..MAX_PASSES {
                     // (frames in the WAL, frames copied back)
