@@ -371,7 +371,7 @@ pub(super) async fn update<C: WriteConn>(
 ) -> Result<Outcome, StoreError> {
     let current = current_version(conn, &res_type, &id).await?;
     if let Some(expected) = if_match {
-        let actual = current.map(|(v, _)| v);
+        let actual = current.as_ref().map(|c| c.version);
         if actual != Some(expected) {
             return Err(StoreError::PreconditionFailed(format!(
                 "If-Match expected version {expected} of {res_type}/{id}, but the current version is {}",
@@ -379,14 +379,14 @@ pub(super) async fn update<C: WriteConn>(
             )));
         }
     }
-    let Some((version, _)) = current else {
+    let Some(current) = current else {
         return Ok(Outcome::Created(create(conn, index, res_type, id, resource, rows, now).await?));
     };
     let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
-    let version = version + 1;
+    let version = current.version + 1;
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
-    retire_current(conn, &res_type, &id).await?;
+    retire_current(conn, &res_type, &id, &current.index_keys).await?;
     let args =
         [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
     conn.execute(
@@ -402,9 +402,10 @@ pub(super) async fn update<C: WriteConn>(
 
 pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, now: i64) -> Result<Outcome, StoreError> {
     match current_version(conn, res_type, id).await? {
-        None | Some((_, true)) => Ok(Outcome::Deleted(None)),
-        Some((version, false)) => {
-            retire_current(conn, res_type, id).await?;
+        None => Ok(Outcome::Deleted(None)),
+        Some(current) if current.deleted => Ok(Outcome::Deleted(None)),
+        Some(Current { version, index_keys, .. }) => {
+            retire_current(conn, res_type, id, &index_keys).await?;
             conn.execute(
                 "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 1, body = '', index_keys = ''
                  WHERE res_type = $1 AND res_id = $2",
@@ -416,18 +417,27 @@ pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str,
     }
 }
 
-/// (version, deleted) of the current version, locked against concurrent writers.
-async fn current_version<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<Option<(i64, bool)>, StoreError> {
-    let sql = match conn.engine() {
-        Engine::Postgres => "SELECT version, deleted FROM resource_current WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
-        Engine::Sqlite => "SELECT version, deleted FROM resource_current WHERE res_type = $1 AND res_id = $2",
-    };
-    let rows = conn.fetch(sql, &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into())]).await?;
-    Ok(rows.first().map(|r| (r.int(0), r.int(1) != 0)))
+/// What the write path needs of a resource's current version.
+struct Current {
+    version: i64,
+    deleted: bool,
+    /// The exact keys of its search index rows (see [`IndexRows::keys_json`]).
+    index_keys: String,
 }
 
-/// Copy the current version into the history and drop its search index rows.
-async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<(), StoreError> {
+/// The current version, locked against concurrent writers.
+async fn current_version<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
+    let sql = match conn.engine() {
+        Engine::Postgres => "SELECT version, deleted, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
+        Engine::Sqlite => "SELECT version, deleted, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2",
+    };
+    let rows = conn.fetch(sql, &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into())]).await?;
+    Ok(rows.first().map(|r| Current { version: r.int(0), deleted: r.int(1) != 0, index_keys: r.text(2) }))
+}
+
+/// Copy the current version into the history and drop its search index rows (`keys`, as
+/// [`current_version`] read them).
+async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, keys: &str) -> Result<(), StoreError> {
     let key = [SqlArg::Text(res_type.into()), SqlArg::Text(id.into())];
     conn.execute(
         "INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
@@ -436,13 +446,11 @@ async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) ->
         &key,
     )
     .await?;
-    let stored = conn.fetch("SELECT index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2", &key).await?;
-    let keys = stored.first().map(|row| row.text(0)).unwrap_or_default();
     if keys.is_empty() {
         // A deletion tombstone has no rows.
         return Ok(());
     }
-    match IndexRows::from_keys_json(&keys) {
+    match IndexRows::from_keys_json(keys) {
         Some(rows) => {
             for (table, columns, width, args) in &index_table_rows(&[(res_type, id, &rows)]) {
                 conn.execute_rows(&format!("DELETE FROM {table} WHERE ({columns}) IN (VALUES "), ")", *width, args).await?;
