@@ -4,6 +4,7 @@ mod harness;
 
 mod crash;
 mod maintainer;
+mod migration;
 mod rest;
 mod search;
 mod startup;

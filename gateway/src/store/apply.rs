@@ -354,7 +354,7 @@ pub(super) async fn create<C: WriteConn>(
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    insert_index_many(conn, &[(&res_type, &id, &rows)]).await?;
+    insert_index_many(conn, &[(&res_type, &id, now, &rows)]).await?;
     Ok(StoredResource { res_type, id, version: 1, last_updated: now, deleted: false, body })
 }
 
@@ -386,7 +386,7 @@ pub(super) async fn update<C: WriteConn>(
     let version = current.version + 1;
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
-    retire_current(conn, &res_type, &id, &current.index_keys).await?;
+    retire_current(conn, &res_type, &id, &current).await?;
     let args =
         [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
     conn.execute(
@@ -396,7 +396,7 @@ pub(super) async fn update<C: WriteConn>(
     )
     .await?;
     let [SqlArg::Text(res_type), SqlArg::Text(id), _, _, SqlArg::Text(body), _] = args else { unreachable!("built above") };
-    insert_index_many(conn, &[(&res_type, &id, &rows)]).await?;
+    insert_index_many(conn, &[(&res_type, &id, now, &rows)]).await?;
     Ok(Outcome::Updated(StoredResource { res_type, id, version, last_updated: now, deleted: false, body }))
 }
 
@@ -404,8 +404,9 @@ pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str,
     match current_version(conn, res_type, id).await? {
         None => Ok(Outcome::Deleted(None)),
         Some(current) if current.deleted => Ok(Outcome::Deleted(None)),
-        Some(Current { version, index_keys, .. }) => {
-            retire_current(conn, res_type, id, &index_keys).await?;
+        Some(current) => {
+            retire_current(conn, res_type, id, &current).await?;
+            let version = current.version;
             conn.execute(
                 "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 1, body = '', index_keys = ''
                  WHERE res_type = $1 AND res_id = $2",
@@ -421,23 +422,27 @@ pub(super) async fn delete<C: WriteConn>(conn: &mut C, res_type: &str, id: &str,
 struct Current {
     version: i64,
     deleted: bool,
-    /// The exact keys of its search index rows (see [`IndexRows::keys_json`]).
+    last_updated: i64,
+    /// With `last_updated`, the exact keys of its search index rows (see [`IndexRows::keys_json`]).
     index_keys: String,
 }
 
 /// The current version, locked against concurrent writers.
 async fn current_version<C: WriteConn>(conn: &mut C, res_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
     let sql = match conn.engine() {
-        Engine::Postgres => "SELECT version, deleted, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
-        Engine::Sqlite => "SELECT version, deleted, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2",
+        Engine::Postgres => {
+            "SELECT version, deleted, last_updated, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2 FOR UPDATE"
+        }
+        Engine::Sqlite => "SELECT version, deleted, last_updated, index_keys FROM resource_current WHERE res_type = $1 AND res_id = $2",
     };
     let rows = conn.fetch(sql, &[SqlArg::Text(res_type.into()), SqlArg::Text(id.into())]).await?;
-    Ok(rows.first().map(|r| Current { version: r.int(0), deleted: r.int(1) != 0, index_keys: r.text(2) }))
+    Ok(rows.first().map(|r| Current { version: r.int(0), deleted: r.int(1) != 0, last_updated: r.int(2), index_keys: r.text(3) }))
 }
 
-/// Copy the current version into the history and drop its search index rows (`keys`, as
+/// Copy the current version into the history and drop its search index rows (their keys as
 /// [`current_version`] read them).
-async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, keys: &str) -> Result<(), StoreError> {
+async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, current: &Current) -> Result<(), StoreError> {
+    let keys = current.index_keys.as_str();
     let key = [SqlArg::Text(res_type.into()), SqlArg::Text(id.into())];
     conn.execute(
         "INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
@@ -452,7 +457,7 @@ async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, ke
     }
     match IndexRows::from_keys_json(keys) {
         Some(rows) => {
-            for (table, columns, width, args) in &index_table_rows(&[(res_type, id, &rows)]) {
+            for (table, columns, width, args) in &index_table_rows(&[(res_type, id, current.last_updated, &rows)]) {
                 conn.execute_rows(&format!("DELETE FROM {table} WHERE ({columns}) IN (VALUES "), ")", *width, args).await?;
             }
         }
@@ -469,19 +474,23 @@ async fn retire_current<C: WriteConn>(conn: &mut C, res_type: &str, id: &str, ke
 
 const INDEX_TABLES: [&str; 5] = ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_number"];
 
+/// A resource whose index rows are written or removed: type, id, the last_updated of the
+/// version the rows belong to, and the rows.
+type Indexed<'a> = (&'a str, &'a str, i64, &'a IndexRows);
+
 /// For each index table: its name, the columns of a row, how many, and the values of the given
 /// resources' rows in that order.
-fn index_table_rows(resources: &[(&str, &str, &IndexRows)]) -> [(&'static str, &'static str, usize, Vec<SqlArg>); 5] {
+fn index_table_rows(resources: &[Indexed]) -> [(&'static str, &'static str, usize, Vec<SqlArg>); 5] {
     let text = |s: &str| SqlArg::Text(s.to_string());
     let mut tables = [
-        (INDEX_TABLES[0], "res_type, res_id, param, system, code", 5, Vec::new()),
-        (INDEX_TABLES[1], "res_type, res_id, param, value", 4, Vec::new()),
-        (INDEX_TABLES[2], "res_type, res_id, param, lo, hi", 5, Vec::new()),
-        (INDEX_TABLES[3], "res_type, res_id, param, target", 4, Vec::new()),
-        (INDEX_TABLES[4], "res_type, res_id, param, value, system, code", 6, Vec::new()),
+        (INDEX_TABLES[0], "res_type, res_id, stored_at, param, system, code", 6, Vec::new()),
+        (INDEX_TABLES[1], "res_type, res_id, stored_at, param, value", 5, Vec::new()),
+        (INDEX_TABLES[2], "res_type, res_id, stored_at, param, lo, hi", 6, Vec::new()),
+        (INDEX_TABLES[3], "res_type, res_id, stored_at, param, target", 5, Vec::new()),
+        (INDEX_TABLES[4], "res_type, res_id, stored_at, param, value, system, code", 7, Vec::new()),
     ];
-    for (res_type, id, rows) in resources {
-        let key = || [text(res_type), text(id)];
+    for &(res_type, id, stored_at, rows) in resources {
+        let key = || [text(res_type), text(id), SqlArg::Int(stored_at)];
         for t in &rows.tokens {
             tables[0].3.extend(key().into_iter().chain([text(&t.param), text(&t.system), text(&t.code)]));
         }
@@ -502,7 +511,7 @@ fn index_table_rows(resources: &[(&str, &str, &IndexRows)]) -> [(&'static str, &
 }
 
 /// Insert the index rows of several resources, one multi-row INSERT per table (and chunk).
-async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[(&str, &str, &IndexRows)]) -> Result<(), StoreError> {
+async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[Indexed<'_>]) -> Result<(), StoreError> {
     for (table, columns, width, args) in &index_table_rows(resources) {
         // The same value twice in one resource (two identical codings) is one index row.
         conn.execute_rows(&format!("INSERT INTO {table} ({columns}) VALUES "), " ON CONFLICT DO NOTHING", *width, args).await?;
@@ -551,11 +560,11 @@ pub(crate) async fn create_many<C: WriteConn>(
         return Err(StoreError::Conflict("a resource of the submission already exists".into()));
     }
     inserted?;
-    let keys: Vec<(&str, &str, &IndexRows)> = args
+    let keys: Vec<Indexed> = args
         .chunks(WIDTH)
         .zip(&rows)
         .map(|(a, r)| match (&a[0], &a[1]) {
-            (SqlArg::Text(t), SqlArg::Text(i)) => (t.as_str(), i.as_str(), r),
+            (SqlArg::Text(t), SqlArg::Text(i)) => (t.as_str(), i.as_str(), now, r),
             _ => unreachable!("type and id are text"),
         })
         .collect();
