@@ -63,6 +63,21 @@ both_engines!(official_examples_and_unit_lifecycle, |db| async move {
     let (status, fetched) = server.get(&format!("$receipt?submission={id}")).await;
     assert_eq!(status, 200);
     assert_eq!(fetched, receipt);
+    // Where an identical resend's Location points: the earlier receipt.
+    let resend = server
+        .client
+        .post(server.url("$submit"))
+        .header("content-type", "application/fhir+json")
+        .body(example(OBSERVATIONS).to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resend.status(), 200);
+    let location = resend.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.ends_with(&format!("/$receipt?submission={id}")), "{location}");
+    let (status, by_location) = crate::harness::response(server.client.get(&location).send().await.expect("GET")).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_location, receipt);
 
     // A resend with the same key and different content replaces the unit atomically.
     let mut changed = example(OBSERVATIONS);

@@ -53,12 +53,10 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
     let Outcome::Submitted(done) = outcome else { unreachable!("a submission yields Submitted") };
     state.metrics.count_submission(kind.as_str(), done.outcome);
     let status = if done.outcome == "unchanged" { StatusCode::OK } else { StatusCode::CREATED };
-    let mut response = fhir_response(status, done.receipt.clone());
-    if let Ok(id) = serde_json::from_str::<Value>(&done.receipt).map(|r| r["id"].as_str().unwrap_or_default().to_string()) {
-        let url = format!("{}/$receipt?submission={id}", base_url(headers));
-        if let Ok(v) = HeaderValue::from_str(&url) {
-            response.headers_mut().insert(header::LOCATION, v);
-        }
+    let url = format!("{}/$receipt?submission={}", base_url(headers), done.id);
+    let mut response = fhir_response(status, done.receipt);
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
 }

@@ -16,6 +16,8 @@ use crate::{
 /// What a submission did to the database.
 #[derive(Debug, Clone)]
 pub struct Submitted {
+    /// The id of the submission the receipt is of (the earlier one for an identical resend).
+    pub id: String,
     /// The receipt (FHIR Parameters, JSON text).
     pub receipt: String,
     /// `accepted`, `replaced`, or `unchanged` for an identical resend.
@@ -107,7 +109,7 @@ pub async fn submit<C: WriteConn>(
     let args = key_args(&sub.unit);
     let current = conn
         .fetch(
-            "SELECT u.content_hash, s.receipt FROM submission_unit u JOIN submission s ON s.id = u.submission_id
+            "SELECT u.content_hash, s.receipt, s.id FROM submission_unit u JOIN submission s ON s.id = u.submission_id
              WHERE u.patient_key = $1 AND u.bundle_system = $2 AND u.bundle_value = $3",
             &args,
         )
@@ -115,7 +117,7 @@ pub async fn submit<C: WriteConn>(
         .pop();
     if let Some(row) = &current {
         if row.text(0) == sub.content_hash {
-            return Ok(Submitted { receipt: row.text(1), outcome: "unchanged" });
+            return Ok(Submitted { id: row.text(2), receipt: row.text(1), outcome: "unchanged" });
         }
     }
     // The unit row and its members are written together, so no unit row means no members.
@@ -184,7 +186,7 @@ pub async fn submit<C: WriteConn>(
     };
     let log = LogRow { id: &sub.id, institution: &sub.institution, kind: sub.kind.as_str(), outcome, unit: Some(&sub.unit) };
     log_submission(conn, log, 0, sub.warnings.len() as i64, &receipt, now).await?;
-    Ok(Submitted { receipt, outcome })
+    Ok(Submitted { id: sub.id, receipt, outcome })
 }
 
 /// One upsert for all the codes no table mapped. A code seen twice in one submission counts
