@@ -6,38 +6,32 @@ use sqlx::{Connection, Row};
 
 use crate::{both_engines, harness::Server};
 
+/// Each search index table and its value columns, as before migration 0007.
+const INDEX_TABLES: [(&str, &str); 5] = [
+    ("idx_token", "code TEXT NOT NULL, system TEXT NOT NULL"),
+    ("idx_string", "value TEXT NOT NULL"),
+    ("idx_date", "lo BIGINT NOT NULL, hi BIGINT NOT NULL"),
+    ("idx_reference", "target TEXT NOT NULL"),
+    ("idx_number", "value DOUBLE PRECISION NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL"),
+];
+
 /// Turns the search index tables back into their layout before migration 0007 (no `stored_at`
 /// in the key) and marks 0007 as not applied, as a database written by an older gateway is.
-const BEFORE_0007: &str = "
-CREATE TABLE idx_token_old (res_type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
-    res_id TEXT NOT NULL, PRIMARY KEY (res_type, param, code, system, res_id));
-INSERT INTO idx_token_old SELECT res_type, param, code, system, res_id FROM idx_token;
-DROP TABLE idx_token;
-ALTER TABLE idx_token_old RENAME TO idx_token;
-CREATE TABLE idx_string_old (res_type TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, res_id TEXT NOT NULL,
-    PRIMARY KEY (res_type, param, value, res_id));
-INSERT INTO idx_string_old SELECT res_type, param, value, res_id FROM idx_string;
-DROP TABLE idx_string;
-ALTER TABLE idx_string_old RENAME TO idx_string;
-CREATE TABLE idx_date_old (res_type TEXT NOT NULL, param TEXT NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL,
-    res_id TEXT NOT NULL, PRIMARY KEY (res_type, param, lo, hi, res_id));
-INSERT INTO idx_date_old SELECT res_type, param, lo, hi, res_id FROM idx_date;
-DROP TABLE idx_date;
-ALTER TABLE idx_date_old RENAME TO idx_date;
-CREATE TABLE idx_reference_old (res_type TEXT NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL, res_id TEXT NOT NULL,
-    PRIMARY KEY (res_type, param, target, res_id));
-INSERT INTO idx_reference_old SELECT res_type, param, target, res_id FROM idx_reference;
-DROP TABLE idx_reference;
-ALTER TABLE idx_reference_old RENAME TO idx_reference;
-CREATE TABLE idx_number_old (res_type TEXT NOT NULL, param TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
-    system TEXT NOT NULL, code TEXT NOT NULL, res_id TEXT NOT NULL, PRIMARY KEY (res_type, param, value, system, code, res_id));
-INSERT INTO idx_number_old SELECT res_type, param, value, system, code, res_id FROM idx_number;
-DROP TABLE idx_number;
-ALTER TABLE idx_number_old RENAME TO idx_number;
-DELETE FROM _sqlx_migrations WHERE version = 7;
-";
-
-const INDEX_TABLES: [&str; 5] = ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_number"];
+fn before_0007() -> String {
+    let mut sql = String::new();
+    for (table, values) in INDEX_TABLES {
+        let names: Vec<&str> = values.split(", ").map(|c| c.split(' ').next().unwrap()).collect();
+        let columns = format!("res_type, param, {}, res_id", names.join(", "));
+        sql.push_str(&format!(
+            "CREATE TABLE {table}_old (res_type TEXT NOT NULL, param TEXT NOT NULL, {values}, res_id TEXT NOT NULL,
+                 PRIMARY KEY ({columns}));
+             INSERT INTO {table}_old SELECT {columns} FROM {table};
+             DROP TABLE {table};
+             ALTER TABLE {table}_old RENAME TO {table};\n"
+        ));
+    }
+    sql + "DELETE FROM _sqlx_migrations WHERE version = 7;"
+}
 
 fn observation(patient: &str, code: &str, value: f64) -> Value {
     json!({
@@ -69,7 +63,7 @@ both_engines!(index_rows_written_before_0007_are_migrated, |db| async move {
 
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect");
-    sqlx::raw_sql(BEFORE_0007).execute(&mut conn).await.expect("back to the layout before 0007");
+    sqlx::raw_sql(&before_0007()).execute(&mut conn).await.expect("back to the layout before 0007");
     let server = Server::start(&db).await;
 
     // Every kind of row written before the migration still finds its resource.
@@ -106,7 +100,7 @@ both_engines!(index_rows_written_before_0007_are_migrated, |db| async move {
         assert_eq!(total(&server, query).await, expected, "{query}");
     }
     // No row is left that does not belong to its resource's current version.
-    for table in INDEX_TABLES {
+    for (table, _) in INDEX_TABLES {
         let orphans: i64 = sqlx::query(&format!(
             "SELECT COUNT(*) FROM {table} i LEFT JOIN resource_current r ON r.res_type = i.res_type AND r.res_id = i.res_id
              WHERE r.res_id IS NULL OR r.last_updated <> i.stored_at"
