@@ -131,7 +131,11 @@ fn set_priority(nice: libc::c_int, what: &str) {
 fn open(path: &str) -> Result<SqliteConn, StoreError> {
     let conn = SqliteConn(rusqlite::Connection::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?);
     conn.0.set_prepared_statement_cache_capacity(128);
-    for pragma in super::SQLITE_PRAGMAS.iter().chain(&["PRAGMA wal_autocheckpoint = 0"]) {
+    // A smaller page cache than the readers': while the database is under 1 GB, SQLite scans the
+    // writer's whole page-cache hash table at every commit (`balance_nonroot` briefly numbers a
+    // page 262,145, past the end of the file, and the commit then truncates the cache back to the
+    // file's size). At 64 MB that scan was 7 % of the writer; the pages it rewrites stay cached.
+    for pragma in super::SQLITE_PRAGMAS.iter().chain(&["PRAGMA wal_autocheckpoint = 0", "PRAGMA cache_size = -8192"]) {
         conn.run(pragma)?;
     }
     Ok(conn)
