@@ -270,8 +270,10 @@ pub fn extract(mut bundle: Value, kind: SubmissionKind, warnings: Vec<fhir_profi
     let submission_id = crate::store::new_id();
     let content_hash = {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(serde_json::to_vec(&bundle).expect("JSON serializes"));
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        // serialized straight into the hash, not into an 18 KB buffer first
+        let mut hasher = Sha256::new();
+        serde_json::to_writer(&mut hasher, &bundle).expect("JSON serializes");
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     };
 
     // Ids for every entry, and the fullUrl -> Type/id map that rewrites references.
