@@ -35,6 +35,11 @@ impl IndexRows {
         self.rendered_keys = Some(self.keys_json());
     }
 
+    /// [`IndexRows::keys_json`], taking the text rendered ahead instead of copying it.
+    pub fn take_keys_json(&mut self) -> String {
+        self.rendered_keys.take().unwrap_or_else(|| self.keys_json())
+    }
+
     pub fn keys_json(&self) -> String {
         if let Some(keys) = &self.rendered_keys {
             return keys.clone();

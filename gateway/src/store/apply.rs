@@ -524,13 +524,13 @@ async fn insert_index_many<C: WriteConn>(conn: &mut C, resources: &[Indexed<'_>]
 pub(crate) async fn create_many<C: WriteConn>(
     conn: &mut C,
     resources: Vec<(String, String, NewBody)>,
-    rows: Vec<IndexRows>,
+    mut rows: Vec<IndexRows>,
     now: i64,
 ) -> Result<Vec<StoredResource>, StoreError> {
     /// (res_type, res_id, version, last_updated, deleted, body, index_keys)
     const WIDTH: usize = 7;
     let mut args = Vec::with_capacity(resources.len() * WIDTH);
-    for ((res_type, id, body), rows) in resources.into_iter().zip(&rows) {
+    for ((res_type, id, body), rows) in resources.into_iter().zip(&mut rows) {
         let body = match body {
             NewBody::Json(mut resource) => {
                 stamp_meta(&mut resource, 1, now);
@@ -545,7 +545,7 @@ pub(crate) async fn create_many<C: WriteConn>(
             SqlArg::Int(now),
             SqlArg::Int(0),
             SqlArg::Text(body),
-            SqlArg::Text(rows.keys_json()),
+            SqlArg::Text(rows.take_keys_json()),
         ]);
     }
     let inserted = conn
