@@ -242,8 +242,22 @@ impl Mapper {
     fn walk(&self, v: &mut Value, inst: &str, report: &mut MappingReport) {
         match v {
             Value::Object(obj) => {
-                if let Some(Value::Array(codings)) = obj.get_mut("coding") {
-                    self.map_codings(codings, inst, report);
+                // One pass over the (few) keys rather than four hashed look-ups on every object of
+                // every submitted resource.
+                let (mut codings, mut system, mut code, mut value) = (false, false, false, false);
+                for (k, child) in obj.iter() {
+                    match k.as_str() {
+                        "coding" => codings = child.is_array(),
+                        "system" => system = child.is_string(),
+                        "code" => code = child.is_string(),
+                        "value" => value = true,
+                        _ => {}
+                    }
+                }
+                if codings {
+                    if let Some(Value::Array(codings)) = obj.get_mut("coding") {
+                        self.map_codings(codings, inst, report);
+                    }
                     for (k, child) in obj.iter_mut() {
                         if k != "coding" && (child.is_object() || child.is_array()) {
                             self.walk(child, inst, report);
@@ -251,11 +265,10 @@ impl Mapper {
                     }
                     return;
                 }
-                if let (Some(Value::String(_)), Some(Value::String(_))) = (obj.get("system"), obj.get("code"))
-                    && !obj.contains_key("value") {
-                        self.map_bare(obj, inst, report);
-                        return;
-                    }
+                if system && code && !value {
+                    self.map_bare(obj, inst, report);
+                    return;
+                }
                 for (_, child) in obj.iter_mut() {
                     if child.is_object() || child.is_array() {
                         self.walk(child, inst, report);
