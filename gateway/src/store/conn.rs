@@ -220,7 +220,7 @@ impl WriteConn for SqliteConn {
         if args.is_empty() {
             return Ok(());
         }
-        if args.len() % width != 0 {
+        if !args.len().is_multiple_of(width) {
             return Err(StoreError::Invalid(format!("{} values are not rows of {width}: {prefix}", args.len())));
         }
         let mut sql = String::with_capacity(prefix.len() + suffix.len() + 2 * width + 2);
