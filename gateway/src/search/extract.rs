@@ -41,9 +41,6 @@ impl IndexRows {
     }
 
     pub fn keys_json(&self) -> String {
-        if let Some(keys) = &self.rendered_keys {
-            return keys.clone();
-        }
         let keys = Keys::<&str> {
             t: self.tokens.iter().map(|r| (&*r.param, &*r.system, &*r.code)).collect(),
             s: self.strings.iter().map(|r| (&*r.param, &*r.value)).collect(),

@@ -337,10 +337,10 @@ pub(super) async fn create<C: WriteConn>(
     rows: Option<IndexRows>,
     now: i64,
 ) -> Result<StoredResource, StoreError> {
-    let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
+    let mut rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     stamp_meta(&mut resource, 1, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
-    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
+    let args = [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.take_keys_json())];
     let inserted = conn
         .execute(
             "INSERT INTO resource_current (res_type, res_id, version, last_updated, deleted, body, index_keys)
@@ -382,13 +382,13 @@ pub(super) async fn update<C: WriteConn>(
     let Some(current) = current else {
         return Ok(Outcome::Created(create(conn, index, res_type, id, resource, rows, now).await?));
     };
-    let rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
+    let mut rows = rows.unwrap_or_else(|| index.index(&res_type, &resource));
     let version = current.version + 1;
     stamp_meta(&mut resource, version, now);
     let body = serde_json::to_string(&resource).expect("JSON values serialize");
     retire_current(conn, &res_type, &id, &current).await?;
     let args =
-        [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.keys_json())];
+        [SqlArg::Text(res_type), SqlArg::Text(id), SqlArg::Int(version), SqlArg::Int(now), SqlArg::Text(body), SqlArg::Text(rows.take_keys_json())];
     conn.execute(
         "UPDATE resource_current SET version = $3, last_updated = $4, deleted = 0, body = $5, index_keys = $6
          WHERE res_type = $1 AND res_id = $2",
