@@ -200,8 +200,17 @@ impl PackageStore {
         if let Some(p) = self.profiles.read().unwrap().get(canonical) {
             return p.clone();
         }
-        let compiled = self.compile_profile(canonical).map(Arc::new);
-        self.profiles.write().unwrap().insert(canonical.to_string(), compiled.clone());
+        // `url`, `url|1` and `url|1.2.0` can all name one StructureDefinition (an instance's
+        // meta.profile and a slice's type profile often differ so): compile it once, so that
+        // what a validation caches per compiled profile (a resource checked against it) is shared.
+        let identity = self.resolve_version(canonical).map(|v| format!("{}|{v}", crate::store::split_canonical(canonical).0));
+        let known = identity.as_deref().and_then(|i| self.profiles.read().unwrap().get(i).cloned());
+        let compiled = known.unwrap_or_else(|| self.compile_profile(canonical).map(Arc::new));
+        let mut profiles = self.profiles.write().unwrap();
+        if let Some(i) = identity {
+            profiles.insert(i, compiled.clone());
+        }
+        profiles.insert(canonical.to_string(), compiled.clone());
         compiled
     }
 

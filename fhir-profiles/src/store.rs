@@ -518,10 +518,13 @@ impl PackageStore {
     pub fn resolve_version(&self, canonical: &str) -> Option<String> {
         let (url, version) = split_canonical(canonical);
         if let Some(list) = self.overlay.read().unwrap().get(url) {
-            if let Some(r) = list.last() {
-                if version.is_none() || version_matches(r.get("version").and_then(Value::as_str), version.unwrap()) {
-                    return Some(r.get("version").and_then(Value::as_str).unwrap_or("").to_string());
-                }
+            // the same choice as `resolve`
+            let found = match version {
+                None => list.last(),
+                Some(v) => list.iter().rev().find(|r| version_matches(r.get("version").and_then(Value::as_str), v)),
+            };
+            if let Some(r) = found {
+                return Some(r.get("version").and_then(Value::as_str).unwrap_or("").to_string());
             }
         }
         let idx = self.find_entry(url, version)?;

@@ -160,6 +160,13 @@ fn profile_with_and_without_version() {
         let issues = validator.validate(&v, &ValidationOptions::with_profile(p));
         assert!(!has_errors(&issues), "{p}: {}", common::show(&issues));
     }
+    // one StructureDefinition, compiled once whichever way it is named (so a resource is checked
+    // against it once when its meta.profile carries the version and a slice names it without)
+    let store = common::store();
+    let url = "http://jpfhir.jp/fhir/eCS/StructureDefinition/JP_Observation_LabResult_eCS";
+    let versioned = store.profile(&format!("{url}|1")).expect("the profile, by major version");
+    assert!(std::sync::Arc::ptr_eq(&versioned, &store.profile(url).expect("the profile")));
+    assert!(store.profile(&format!("{url}|2")).is_none(), "no version 2 is loaded");
     // an unknown profile explicitly requested is an error; in meta.profile a warning
     let issues = validator.validate(&v, &ValidationOptions::with_profile("http://example.org/nope"));
     assert!(has_errors(&issues));
