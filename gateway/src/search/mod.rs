@@ -81,14 +81,15 @@ pub struct SearchParam {
     /// `(Observation.value as Quantity)`), when that can be read off it: a resource that has
     /// none of them yields no rows, without evaluating. `None`: always evaluated.
     roots: Option<Vec<String>>,
+    /// `roots` as bits of the type's [`RootBits`]. `None`: always evaluated.
+    root_mask: Option<u64>,
 }
 
 impl SearchParam {
-    /// Whether `resource` has an element the expression starts from (`value` covers
-    /// `valueQuantity`, `_value`...). Over-inclusive on purpose: a false `true` costs an evaluation.
-    fn may_apply(&self, resource: &Value) -> bool {
-        let (Some(roots), Some(obj)) = (&self.roots, resource.as_object()) else { return true };
-        obj.keys().any(|key| roots.iter().any(|root| key.trim_start_matches('_').starts_with(root.as_str())))
+    /// Whether a resource with the `present` roots (see [`RootBits::present`]) has an element
+    /// the expression starts from.
+    fn may_apply(&self, present: u64) -> bool {
+        self.root_mask.is_none_or(|mask| mask & present != 0)
     }
 
     /// The `param` values of the index rows that answer for this parameter.
@@ -97,11 +98,57 @@ impl SearchParam {
     }
 }
 
+/// A bit for each element that some parameter of a resource type starts from, so that a
+/// resource's elements are looked up once, not once per parameter (an Observation has ~35).
+#[derive(Default)]
+struct RootBits(HashMap<String, u64>);
+
+impl RootBits {
+    /// Give each parameter's roots a bit; past 64 roots a parameter is always evaluated.
+    fn assign(params: &mut [SearchParam]) -> RootBits {
+        let mut bits: HashMap<String, u64> = HashMap::new();
+        for param in params.iter_mut() {
+            let Some(roots) = &param.roots else { continue };
+            let mut mask = 0;
+            for root in roots {
+                let next = bits.len();
+                let bit = *bits.entry(root.clone()).or_insert(if next < 64 { 1 << next } else { 0 });
+                if bit == 0 {
+                    mask = 0;
+                    break;
+                }
+                mask |= bit;
+            }
+            param.root_mask = (mask != 0).then_some(mask);
+        }
+        RootBits(bits)
+    }
+
+    /// The roots `resource` has: an element's JSON name is its name, or for a choice element
+    /// its name and a type (`valueQuantity` is `value`), either with a `_` for its extensions.
+    fn present(&self, resource: &Value) -> u64 {
+        let Some(obj) = resource.as_object() else { return u64::MAX };
+        let bit = |name: &str| self.0.get(name).copied().unwrap_or(0);
+        let mut present = 0;
+        for key in obj.keys() {
+            let name = key.trim_start_matches('_');
+            present |= bit(name);
+            for (i, b) in name.bytes().enumerate().skip(1) {
+                if b.is_ascii_uppercase() {
+                    present |= bit(&name[..i]);
+                }
+            }
+        }
+        present
+    }
+}
+
 /// Every indexed search parameter, by resource type, plus the type model the expressions need.
 pub struct SearchIndex {
     /// Owns the fhirpath type model the expressions are evaluated with.
     packages: Arc<fhir_profiles::PackageStore>,
     by_type: HashMap<String, Vec<Arc<SearchParam>>>,
+    root_bits: HashMap<String, RootBits>,
 }
 
 impl SearchIndex {
@@ -146,14 +193,16 @@ impl SearchIndex {
                 }
             }
         }
+        let mut root_bits = HashMap::new();
         let by_type = by_type
             .into_iter()
             .map(|(res_type, mut params)| {
                 find_unions(&mut params);
+                root_bits.insert(res_type.clone(), RootBits::assign(&mut params));
                 (res_type, params.into_iter().map(Arc::new).collect())
             })
             .collect();
-        SearchIndex { packages, by_type }
+        SearchIndex { packages, by_type, root_bits }
     }
 
     pub fn model(&self) -> &fhirpath::Model {
@@ -184,8 +233,12 @@ impl SearchIndex {
     fn index_rows(&self, res_type: &str, resource: &Value, pass_over_absent: bool) -> IndexRows {
         let mut rows = IndexRows::default();
         let ctx = fhirpath::Context::new(self.model()).with_resource(resource);
+        let present = match self.root_bits.get(res_type) {
+            Some(bits) if pass_over_absent => bits.present(resource),
+            _ => u64::MAX,
+        };
         for param in self.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
-            if pass_over_absent && !param.may_apply(resource) {
+            if !param.may_apply(present) {
                 continue;
             }
             match fhirpath::evaluate(&param.expression, &ctx, resource, res_type) {
@@ -246,6 +299,7 @@ fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &
     match fhirpath::Expression::parse(&own) {
         Ok(expression) => Some(SearchParam {
             roots: roots(&own, res_type),
+            root_mask: None,
             source: own,
             rows_of: Vec::new(),
             code: code.to_string(),
@@ -379,9 +433,10 @@ mod tests {
                 let all = index.index_rows(res_type, resource, false);
                 assert_eq!(index.index(res_type, resource), all, "{res_type} in {}", file.display());
                 with_rows += usize::from(all != IndexRows::default());
+                let present = index.root_bits.get(res_type).map_or(u64::MAX, |bits| bits.present(resource));
                 for param in index.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
                     params += 1;
-                    skipped += usize::from(!param.may_apply(resource));
+                    skipped += usize::from(!param.may_apply(present));
                 }
             }
         }
