@@ -9,6 +9,7 @@
 //! write, are also committed many at a time (`pg_creates`).
 
 mod apply;
+mod batched_wal;
 mod conn;
 mod mapping_registry;
 mod pg_creates;

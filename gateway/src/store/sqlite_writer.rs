@@ -43,7 +43,7 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
     /// A pass that copied fewer new frames than this leaves little for the writer's RESTART.
     const SETTLED_FRAMES: i64 = 1024;
     const MAX_PASSES: usize = 6;
-    let conn = open(path)?;
+    let conn = open(path, false)?;
     let database_file = std::fs::File::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?;
     let restart_wanted = Arc::new(AtomicBool::new(false));
     // Held weakly: once the writer has stopped (and dropped the flag), so does the checkpointer.
@@ -93,7 +93,7 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
 /// runs in place (see `conn`), and its commits never wait behind a request being validated on a
 /// shared runtime worker.
 pub fn spawn(path: &str, index: Arc<SearchIndex>, restart_wanted: Arc<AtomicBool>) -> Result<mpsc::Sender<WriteJob>, StoreError> {
-    let conn = open(path)?;
+    let conn = open(path, true)?;
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -126,10 +126,17 @@ fn set_priority(nice: libc::c_int, what: &str) {
     }
 }
 
-/// The writer's connection: the pool's pragmas, no automatic checkpoints (the checkpointer
-/// runs beside it), and room for every statement the write path uses in the statement cache.
-fn open(path: &str) -> Result<SqliteConn, StoreError> {
-    let conn = SqliteConn(rusqlite::Connection::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?);
+/// The writer's connection (its WAL appends batched, see `batched_wal`) or the checkpointer's:
+/// the pool's pragmas, no automatic checkpoints (the checkpointer runs beside the writer), and
+/// room for every statement the write path uses in the statement cache.
+fn open(path: &str, batched_wal: bool) -> Result<SqliteConn, StoreError> {
+    let opened = if batched_wal {
+        super::batched_wal::register().map_err(StoreError::Sqlite)?;
+        rusqlite::Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), super::batched_wal::NAME)
+    } else {
+        rusqlite::Connection::open(path)
+    };
+    let conn = SqliteConn(opened.map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?);
     conn.0.set_prepared_statement_cache_capacity(128);
     // A smaller page cache than the readers': while the database is under 1 GB, SQLite scans the
     // writer's whole page-cache hash table at every commit (`balance_nonroot` briefly numbers a
@@ -137,6 +144,12 @@ fn open(path: &str) -> Result<SqliteConn, StoreError> {
     // file's size). At 64 MB that scan was 7 % of the writer; the pages it rewrites stay cached.
     for pragma in super::SQLITE_PRAGMAS.iter().chain(&["PRAGMA wal_autocheckpoint = 0", "PRAGMA cache_size = -8192"]) {
         conn.run(pragma)?;
+    }
+    // Batched appends are passed on at the commit's sync; without one (synchronous below FULL)
+    // SQLite would publish frames the file does not have yet.
+    let synchronous: i64 = conn.0.query_row("PRAGMA synchronous", [], |row| row.get(0)).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+    if batched_wal && synchronous < 2 {
+        return Err(StoreError::Sqlite(format!("the writer's WAL batching needs synchronous = FULL, not {synchronous}")));
     }
     Ok(conn)
 }
