@@ -74,7 +74,7 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
                     // SQLite's passes that stop short of the end of the WAL copy without syncing
                     // the database file, and the one that reaches it (the writer's RESTART)
                     // syncs all of that: sync after each pass here, off the writer's path.
-                    if let Err(e) = database_file.sync_data() {
+                    if let Err(e) = sync_in_steps(&database_file) {
                         tracing::warn!(error = %e, "syncing the database file failed");
                     }
                     if copied - copied_before < SETTLED_FRAMES || n + 1 == MAX_PASSES {
@@ -87,6 +87,23 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite checkpointer: {e}")))?;
     Ok(restart_wanted)
+}
+
+/// Sync the database file a few megabytes at a time, then the rest (its size, the disk's cache).
+/// A pass copies a second of commits' pages back, and syncing them in one go queued ~100 MB of
+/// writes ahead of the writer's next WAL sync: every second one commit took 70-100 ms and the
+/// ones during the following passes 15-55 ms. In steps, the writer's sync waits for one step.
+fn sync_in_steps(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const STEP: u64 = 2 << 20;
+    let size = file.metadata()?.len();
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    for at in (0..size).step_by(STEP as usize) {
+        if unsafe { libc::sync_file_range(file.as_raw_fd(), at as libc::off64_t, STEP as libc::off64_t, flags) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    file.sync_data()
 }
 
 /// The writer runs on a thread of its own with its own SQLite connection, so every statement
