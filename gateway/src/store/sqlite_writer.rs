@@ -37,16 +37,16 @@ const GATHER_POLL: Duration = Duration::from_micros(250);
 /// a statement (a RESTART from here had to wait for the writer's lock, and the writer then for
 /// it, each in the busy handler's growing sleeps: 200 ms create latencies).
 pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
-    /// 384 MB of 4 KB pages: a restart stalls the writer for 30-90 ms (it copies and syncs what
+    /// 384 MB of 4 KB pages: a restart stalls the writer for 50-90 ms (it copies and syncs what
     /// came after the last pass), so at 1,000 submissions/s (~200 MB of WAL a second) it comes
-    /// every ~4 s instead of every 1-2 s. The passes before a restart let the WAL grow by up to
-    /// another 500 MB, still under the 1 GB `journal_size_limit` (a WAL past it is cut back at
-    /// the restart and the next commits regrow it: one took 200 ms), and a crash leaves at most
-    /// that much to recover.
+    /// every ~4 s instead of every 1-2 s.
     const RESTART_AFTER_FRAMES: i64 = 98_304;
     /// A pass that copied fewer new frames than this leaves little for the writer's RESTART.
     const SETTLED_FRAMES: i64 = 1024;
-    const MAX_PASSES: usize = 6;
+    /// Under load a pass and its sync take ~0.3 s and never settle: more passes only grow the
+    /// WAL (with 6, past its 1 GB `journal_size_limit`, which the restart cuts back and the next
+    /// commit regrows: 200 ms). With 3 it stays under 1 GB, all a crash can leave to recover.
+    const MAX_PASSES: usize = 3;
     let conn = open(path, false)?;
     let database_file = std::fs::File::open(path).map_err(|e| StoreError::Sqlite(format!("{path}: {e}")))?;
     let restart_wanted = Arc::new(AtomicBool::new(false));
