@@ -100,7 +100,6 @@ impl SearchParam {
 
 /// A bit for each element that some parameter of a resource type starts from, so that a
 /// resource's elements are looked up once, not once per parameter (an Observation has ~35).
-#[derive(Default)]
 struct RootBits(HashMap<String, u64>);
 
 impl RootBits {
