@@ -1,5 +1,5 @@
 //! A SQLite VFS for the writer's connection that hands the WAL's appends to the operating system
-//! in one write per commit instead of two per page.
+//! in a few large writes per commit instead of two per page.
 //!
 //! SQLite writes each WAL frame as a 24-byte header and a page, each its own `pwrite`: ~100
 //! system calls per submission, with three page-cache visits per frame instead of one, and the
@@ -119,7 +119,7 @@ unsafe fn parts<'f>(file: *mut ffi::sqlite3_file) -> (&'f mut File, &'f ffi::sql
     }
 }
 
-/// Pass the gathered appends on, in one write.
+/// Pass the gathered appends on, in writes of up to `MAX_WRITE` bytes.
 unsafe fn pass_on(ours: &mut File, methods: &ffi::sqlite3_io_methods) -> c_int {
     if ours.gathered.is_empty() {
         return ffi::SQLITE_OK;
@@ -206,31 +206,42 @@ unsafe extern "C" fn x_file_control(file: *mut ffi::sqlite3_file, op: c_int, arg
 }
 
 unsafe extern "C" fn x_fetch(file: *mut ffi::sqlite3_file, offset: ffi::sqlite3_int64, amount: c_int, pages: *mut *mut c_void) -> c_int {
-    after_passing_on!(file, |ours, methods| (methods.xFetch.expect("xFetch"))(ours.real, offset, amount, pages))
+    after_passing_on!(file, |ours, methods| match methods.xFetch {
+        Some(fetch) => fetch(ours.real, offset, amount, pages),
+        // a file without memory-mapped reads: SQLite then reads as usual
+        None => {
+            *pages = std::ptr::null_mut();
+            ffi::SQLITE_OK
+        }
+    })
 }
 
-/// Calls that neither read nor write the file's bytes go straight through.
+/// Calls that neither read nor write the file's bytes go straight through; `$missing` answers a
+/// method the platform's file lacks (its methods may be of an older version than ours).
 macro_rules! straight_through {
-    ($name:ident => $method:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+    ($name:ident => $method:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty, else $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> $ret {
             unsafe {
                 let (ours, methods) = parts(file);
-                (methods.$method.expect(stringify!($method)))(ours.real $(, $arg)*)
+                match methods.$method {
+                    Some(method) => method(ours.real $(, $arg)*),
+                    None => $missing,
+                }
             }
         }
     };
 }
 
-straight_through!(x_lock => xLock(level: c_int) -> c_int);
-straight_through!(x_unlock => xUnlock(level: c_int) -> c_int);
-straight_through!(x_check_reserved_lock => xCheckReservedLock(out: *mut c_int) -> c_int);
-straight_through!(x_sector_size => xSectorSize() -> c_int);
-straight_through!(x_device_characteristics => xDeviceCharacteristics() -> c_int);
-straight_through!(x_shm_map => xShmMap(region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int);
-straight_through!(x_shm_lock => xShmLock(offset: c_int, n: c_int, flags: c_int) -> c_int);
-straight_through!(x_shm_barrier => xShmBarrier() -> ());
-straight_through!(x_shm_unmap => xShmUnmap(delete: c_int) -> c_int);
-straight_through!(x_unfetch => xUnfetch(offset: ffi::sqlite3_int64, page: *mut c_void) -> c_int);
+straight_through!(x_lock => xLock(level: c_int) -> c_int, else ffi::SQLITE_IOERR_LOCK);
+straight_through!(x_unlock => xUnlock(level: c_int) -> c_int, else ffi::SQLITE_IOERR_UNLOCK);
+straight_through!(x_check_reserved_lock => xCheckReservedLock(out: *mut c_int) -> c_int, else ffi::SQLITE_IOERR_CHECKRESERVEDLOCK);
+straight_through!(x_sector_size => xSectorSize() -> c_int, else 4096);
+straight_through!(x_device_characteristics => xDeviceCharacteristics() -> c_int, else 0);
+straight_through!(x_shm_map => xShmMap(region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int, else ffi::SQLITE_IOERR_SHMMAP);
+straight_through!(x_shm_lock => xShmLock(offset: c_int, n: c_int, flags: c_int) -> c_int, else ffi::SQLITE_IOERR_SHMLOCK);
+straight_through!(x_shm_barrier => xShmBarrier() -> (), else ());
+straight_through!(x_shm_unmap => xShmUnmap(delete: c_int) -> c_int, else ffi::SQLITE_OK);
+straight_through!(x_unfetch => xUnfetch(offset: ffi::sqlite3_int64, page: *mut c_void) -> c_int, else ffi::SQLITE_OK);
 
 #[cfg(test)]
 pub(super) mod tests {
