@@ -77,11 +77,9 @@ pub struct SearchParam {
     /// the union of theirs (`combo-code` = `code` | `component-code`): it then stores no rows of
     /// its own and is searched through theirs. Empty: it has its own rows.
     pub rows_of: Vec<String>,
-    /// The resource's own elements the expression starts from (`value` for
-    /// `(Observation.value as Quantity)`), when that can be read off it: a resource that has
-    /// none of them yields no rows, without evaluating. `None`: always evaluated.
-    roots: Option<Vec<String>>,
-    /// `roots` as bits of the type's [`RootBits`]. `None`: always evaluated.
+    /// The resource's own elements the expression starts from ([`roots`]), as bits of the
+    /// type's [`RootBits`]: a resource that has none of them yields no rows, without
+    /// evaluating. `None`: always evaluated.
     root_mask: Option<u64>,
 }
 
@@ -104,14 +102,14 @@ struct RootBits(HashMap<String, u64>);
 
 impl RootBits {
     /// Give each parameter's roots a bit; past 64 roots a parameter is always evaluated.
-    fn assign(params: &mut [SearchParam]) -> RootBits {
+    fn assign(res_type: &str, params: &mut [SearchParam]) -> RootBits {
         let mut bits: HashMap<String, u64> = HashMap::new();
         for param in params.iter_mut() {
-            let Some(roots) = &param.roots else { continue };
+            let Some(roots) = roots(&param.source, res_type) else { continue };
             let mut mask = 0;
             for root in roots {
                 let next = bits.len();
-                let bit = *bits.entry(root.clone()).or_insert(if next < 64 { 1 << next } else { 0 });
+                let bit = *bits.entry(root).or_insert(if next < 64 { 1 << next } else { 0 });
                 if bit == 0 {
                     mask = 0;
                     break;
@@ -197,7 +195,7 @@ impl SearchIndex {
             .into_iter()
             .map(|(res_type, mut params)| {
                 find_unions(&mut params);
-                root_bits.insert(res_type.clone(), RootBits::assign(&mut params));
+                root_bits.insert(res_type.clone(), RootBits::assign(&res_type, &mut params));
                 (res_type, params.into_iter().map(Arc::new).collect())
             })
             .collect();
@@ -297,7 +295,6 @@ fn compile(res_type: &str, code: &str, kind: ParamKind, expression: &str, def: &
     let own = expression_for_type(expression, res_type)?;
     match fhirpath::Expression::parse(&own) {
         Ok(expression) => Some(SearchParam {
-            roots: roots(&own, res_type),
             root_mask: None,
             source: own,
             rows_of: Vec::new(),
