@@ -59,12 +59,8 @@ pub fn spawn_checkpointer(path: &str) -> Result<Arc<AtomicBool>, StoreError> {
             // Copying a second of pages back costs a core for a tenth of a second; below the
             // requests' priority, that time no longer shows in their latency.
             set_priority(10, "the SQLite checkpointer");
-            // Its disk writes only when the writer's are not waiting (mq-deadline serves the idle
-            // class when nothing else waits, and any request that has waited 10 s).
-            let idle = unsafe { libc::syscall(libc::SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, libc::syscall(libc::SYS_gettid), 3 << 13 /* IOPRIO_CLASS_IDLE */) };
-            if idle != 0 {
-                tracing::info!("the SQLite checkpointer's disk writes keep the normal I/O priority (changing it was refused)");
-            }
+            // Its disk writes only when the writer's are not waiting.
+            set_idle_io_priority("the SQLite checkpointer");
             // The frames copied back as of the last sync (SQLite counts from the WAL's start).
             let mut synced = 0;
             loop {
@@ -159,6 +155,17 @@ fn set_priority(nice: libc::c_int, what: &str) {
     };
     if !set {
         tracing::info!("{what} runs at the normal priority (changing it was refused)");
+    }
+}
+
+/// Linux I/O priorities are per thread too: put this thread's disk requests in the idle class,
+/// which mq-deadline serves when no other request waits (or once one has waited 10 s).
+fn set_idle_io_priority(what: &str) {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3 << 13;
+    let set = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, libc::syscall(libc::SYS_gettid), IOPRIO_CLASS_IDLE) == 0 };
+    if !set {
+        tracing::info!("{what}'s disk requests keep the normal I/O priority (changing it was refused)");
     }
 }
 
