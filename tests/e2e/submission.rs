@@ -58,6 +58,19 @@ both_engines!(official_examples_and_unit_lifecycle, |db| async move {
     assert_eq!(again, receipt);
     assert_eq!(count(&server, "Observation", &patient).await, 4);
 
+    // Identical content laid out differently (pretty-printed) is the same resend.
+    let pretty = server
+        .client
+        .post(server.url("$submit"))
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_string_pretty(&example(OBSERVATIONS)).unwrap())
+        .send()
+        .await
+        .expect("POST");
+    let (status, again) = crate::harness::response(pretty).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, receipt);
+
     // The receipt can be fetched later.
     let id = param(&receipt, "submission")["valueString"].as_str().unwrap();
     let (status, fetched) = server.get(&format!("$receipt?submission={id}")).await;

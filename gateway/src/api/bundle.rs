@@ -17,7 +17,7 @@ use crate::store::{Op, Outcome, StoredResource, instant};
 pub async fn post_base(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    FhirJson(bundle): FhirJson,
+    FhirJson(bundle, text): FhirJson,
 ) -> Result<Response, ApiError> {
     if bundle["resourceType"] != "Bundle" {
         return Err(ApiError::bad_request("only a Bundle can be posted to the base URL").at("resourceType"));
@@ -25,7 +25,7 @@ pub async fn post_base(
     match bundle["type"].as_str() {
         Some("transaction") => transaction(&state, &headers, bundle).await,
         Some("batch") => batch(&state, &headers, bundle).await,
-        Some("document" | "collection") => crate::operations::system(&state, "submit", &headers, bundle).await,
+        Some("document" | "collection") => crate::operations::system(&state, "submit", &headers, bundle, &text).await,
         other => Err(ApiError::bad_request(format!(
             "Bundle.type `{}` cannot be posted: use transaction, batch, document or collection",
             other.unwrap_or("(missing)")

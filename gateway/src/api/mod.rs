@@ -108,8 +108,9 @@ async fn observe(State(state): State<SharedState>, request: Request, next: Next)
     response
 }
 
-/// A FHIR JSON request body: size-limited (413), JSON media type (415), a JSON object (400).
-pub struct FhirJson(pub Value);
+/// A FHIR JSON request body: size-limited (413), JSON media type (415), a JSON object (400);
+/// parsed, and the text as sent (what a submission's content hash is taken over).
+pub struct FhirJson(pub Value, pub Bytes);
 
 impl FromRequest<SharedState> for FhirJson {
     type Rejection = ApiError;
@@ -127,7 +128,10 @@ impl FromRequest<SharedState> for FhirJson {
         }
         let limit = state.max_body_bytes;
         let bytes = read_limited(request.into_body(), limit).await?;
-        let value: Value = serde_json::from_slice(&bytes)
+        // UTF-8 checked once over the whole body, not string by string while parsing
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: it is not UTF-8 ({e})")))?;
+        let value: Value = serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         if !value.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object (a FHIR resource)"));
@@ -135,7 +139,7 @@ impl FromRequest<SharedState> for FhirJson {
         if !value["resourceType"].is_string() {
             return Err(ApiError::bad_request("the resource has no resourceType").at("resourceType"));
         }
-        Ok(FhirJson(value))
+        Ok(FhirJson(value, bytes))
     }
 }
 

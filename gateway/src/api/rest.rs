@@ -108,10 +108,10 @@ pub async fn create_or_operation(
     State(state): State<SharedState>,
     Path(res_type): Path<String>,
     headers: HeaderMap,
-    FhirJson(resource): FhirJson,
+    FhirJson(resource, text): FhirJson,
 ) -> Result<Response, ApiError> {
     if let Some(op) = res_type.strip_prefix('$') {
-        return crate::operations::system(&state, op, &headers, resource).await;
+        return crate::operations::system(&state, op, &headers, resource, &text).await;
     }
     check_type(&state, &res_type)?;
     if resource["resourceType"] != res_type.as_str() {
@@ -203,7 +203,7 @@ pub async fn update(
     State(state): State<SharedState>,
     Path((res_type, id)): Path<(String, String)>,
     headers: HeaderMap,
-    FhirJson(resource): FhirJson,
+    FhirJson(resource, _): FhirJson,
 ) -> Result<Response, ApiError> {
     check_type(&state, &res_type)?;
     check_id(&id)?;
@@ -403,7 +403,7 @@ pub async fn post_type_path(
     }
     if let Some(op) = sub.strip_prefix('$') {
         use axum::extract::FromRequest;
-        let FhirJson(body) = FhirJson::from_request(request, &state).await?;
+        let FhirJson(body, _) = FhirJson::from_request(request, &state).await?;
         return crate::operations::type_level(&state, &res_type, op, &headers, body).await;
     }
     Err(ApiError::new(

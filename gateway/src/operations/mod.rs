@@ -54,10 +54,11 @@ fn terminology_op(state: &SharedState, res_type: &str, op: &str, pairs: &[(Strin
     })
 }
 
-pub async fn system(state: &SharedState, op: &str, headers: &HeaderMap, body: Value) -> Result<Response, ApiError> {
+/// `POST /fhir/$name`; `text` is the body as sent.
+pub async fn system(state: &SharedState, op: &str, headers: &HeaderMap, body: Value, text: &[u8]) -> Result<Response, ApiError> {
     match op {
         "validate" => validate(state, None, body),
-        "submit" => submit::submit(state, headers, body).await,
+        "submit" => submit::submit(state, headers, body, text).await,
         "withdraw" => submit::withdraw(state, body).await,
         _ => Err(unknown(op)),
     }

@@ -15,7 +15,7 @@ use crate::{
 
 /// Validate, identify, extract and store one Bundle; 201 with the receipt, 200 with the
 /// earlier receipt for an identical resend, 422 with every problem otherwise (nothing stored).
-pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> Result<Response, ApiError> {
+pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value, text: &[u8]) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let institution = submission::institution_of(&bundle).unwrap_or_else(|| "unknown".into());
     let kind = match submission::kind_of(&bundle) {
@@ -44,7 +44,7 @@ pub async fn submit(state: &SharedState, headers: &HeaderMap, bundle: Value) -> 
         let issues = mismatches.into_iter().map(refusal_issue).collect();
         return reject(state, &institution, kind.as_str(), submission::unit_key(&bundle), issues, 0).await;
     }
-    let mut sub = match submission::extract(bundle, kind, warnings) {
+    let mut sub = match submission::extract(bundle, text, kind, warnings) {
         Ok(sub) => sub,
         Err(refusal) => return reject(state, &institution, kind.as_str(), None, vec![refusal_issue(refusal)], 0).await,
     };

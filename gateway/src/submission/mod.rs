@@ -247,11 +247,38 @@ impl Submission {
     }
 }
 
+/// What makes two submissions identical resends: SHA-256 of the JSON text as sent, without the
+/// whitespace between tokens (so a pretty-printed and a compact copy of the same Bundle are one).
+/// Hashing the text is a sixth of the work of serializing the parsed Bundle again; `raw` must be
+/// JSON the parser accepted, so a quote outside a string always opens one.
+pub fn content_hash(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let (mut in_string, mut escaped, mut run_from) = (false, false, 0);
+    for (at, &b) in raw.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            hasher.update(&raw[run_from..at]);
+            run_from = at + 1;
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    hasher.update(&raw[run_from..]);
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Split a validated Bundle into what is stored: the canonical Patient, each entry as its own
 /// resource with references inside the Bundle pointed at the stored resources, the document
 /// Bundle itself, and a Provenance that records where it all came from. The Bundle is taken
 /// apart rather than copied.
-pub fn extract(mut bundle: Value, kind: SubmissionKind, warnings: Vec<fhir_profiles::Issue>) -> Result<Submission, Refusal> {
+pub fn extract(mut bundle: Value, raw: &[u8], kind: SubmissionKind, warnings: Vec<fhir_profiles::Issue>) -> Result<Submission, Refusal> {
     let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default();
     let (patient_at, patient) = entries
         .iter()
@@ -268,13 +295,7 @@ pub fn extract(mut bundle: Value, kind: SubmissionKind, warnings: Vec<fhir_profi
         institution_of(&bundle).ok_or_else(|| refuse("Bundle.identifier.value", "the Bundle-ID does not start with a 10-digit institution code"))?;
     let patient_id = patient_key.patient_id();
     let submission_id = crate::store::new_id();
-    let content_hash = {
-        use sha2::{Digest, Sha256};
-        // serialized straight into the hash, not into an 18 KB buffer first
-        let mut hasher = Sha256::new();
-        serde_json::to_writer(&mut hasher, &bundle).expect("JSON serializes");
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    };
+    let content_hash = content_hash(raw);
 
     // Ids for every entry, and the fullUrl -> Type/id map that rewrites references.
     let mut references: HashMap<String, String> = HashMap::new();
@@ -397,4 +418,25 @@ pub fn institution_mismatches(bundle: &Value, institution: &str) -> Vec<Refusal>
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_hash;
+
+    #[test]
+    fn content_hash_ignores_layout_but_not_content() {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "entry": [{"resource": {"text": "a \"quoted\" \\ b  c", "n": 1.50}}]});
+        let compact = serde_json::to_string(&bundle).unwrap();
+        let pretty = serde_json::to_string_pretty(&bundle).unwrap();
+        assert_ne!(compact, pretty);
+        assert_eq!(content_hash(compact.as_bytes()), content_hash(pretty.as_bytes()));
+        assert_eq!(content_hash(compact.as_bytes()), content_hash(format!(" \r\n{compact}\t").as_bytes()));
+        // whitespace inside a string (after an escaped quote and backslash too) is content
+        let spaced = compact.replace("b  c", "b c");
+        assert_ne!(content_hash(compact.as_bytes()), content_hash(spaced.as_bytes()));
+        let moved = compact.replace("a \\\"quoted\\\"", "a\\\"quoted\\\" ");
+        assert_ne!(content_hash(compact.as_bytes()), content_hash(moved.as_bytes()));
+        assert_eq!(content_hash(compact.as_bytes()).len(), 64);
+    }
 }
