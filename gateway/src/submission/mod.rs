@@ -254,20 +254,33 @@ impl Submission {
 pub fn content_hash(raw: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    let (mut in_string, mut escaped, mut run_from) = (false, false, 0);
-    for (at, &b) in raw.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let (mut at, mut run_from) = (0, 0);
+    while at < raw.len() {
+        match raw[at] {
+            // a string, skipped to its closing quote (most of a Bundle's bytes are in strings)
+            b'"' => {
+                at += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &raw[at..]) {
+                        // an escape: the byte after the backslash is part of the string
+                        Some(k) if raw[at + k] == b'\\' => at = (at + k + 2).min(raw.len()),
+                        Some(k) => {
+                            at += k + 1;
+                            break;
+                        }
+                        None => {
+                            at = raw.len();
+                            break;
+                        }
+                    }
+                }
             }
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            hasher.update(&raw[run_from..at]);
-            run_from = at + 1;
-        } else if b == b'"' {
-            in_string = true;
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                hasher.update(&raw[run_from..at]);
+                at += 1;
+                run_from = at;
+            }
+            _ => at += 1,
         }
     }
     hasher.update(&raw[run_from..]);
@@ -426,7 +439,7 @@ mod tests {
 
     #[test]
     fn content_hash_ignores_layout_but_not_content() {
-        let bundle = serde_json::json!({"resourceType": "Bundle", "entry": [{"resource": {"text": "a \"quoted\" \\ b  c", "n": 1.50}}]});
+        let bundle = serde_json::json!({"resourceType": "Bundle", "entry": [{"resource": {"text": "a \"quoted\" \\ b  c", "n": 1.50, "path": "C:\\", "after": " "}}]});
         let compact = serde_json::to_string(&bundle).unwrap();
         let pretty = serde_json::to_string_pretty(&bundle).unwrap();
         assert_ne!(compact, pretty);
@@ -437,6 +450,12 @@ mod tests {
         assert_ne!(content_hash(compact.as_bytes()), content_hash(spaced.as_bytes()));
         let moved = compact.replace("a \\\"quoted\\\"", "a\\\"quoted\\\" ");
         assert_ne!(content_hash(compact.as_bytes()), content_hash(moved.as_bytes()));
+        // ... and so is the space in a string after one that ends in an escaped backslash
+        let emptied = compact.replace("\"after\":\" \"", "\"after\":\"\"");
+        assert_ne!(emptied, compact);
+        assert_ne!(content_hash(compact.as_bytes()), content_hash(emptied.as_bytes()));
+        assert_eq!(content_hash(br#"{"a":"\\"}"#), content_hash(br#"{"a":"\\" }"#));
+        assert_ne!(content_hash(br#"{"a":"\" x"}"#), content_hash(br#"{"a":"\"x"}"#));
         assert_eq!(content_hash(compact.as_bytes()).len(), 64);
     }
 }
