@@ -248,9 +248,10 @@ impl Submission {
 }
 
 /// What makes two submissions identical resends: SHA-256 of the JSON text as sent, without the
-/// whitespace between tokens (so a pretty-printed and a compact copy of the same Bundle are one).
-/// Hashing the text is a sixth of the work of serializing the parsed Bundle again; `raw` must be
-/// JSON the parser accepted, so a quote outside a string always opens one.
+/// whitespace between tokens (a pretty-printed and a compact copy of the same Bundle are one; a
+/// character spelled as an escape, `\u3042`, differs from the character itself). Cheaper than
+/// serializing the parsed Bundle again; `raw` must be JSON the parser accepted, so a quote
+/// outside a string always opens one.
 pub fn content_hash(raw: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
