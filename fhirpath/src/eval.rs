@@ -45,6 +45,36 @@ pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &Context<'a>, input: &[Item<'
     ev.eval(&expr.root, input, &frame)
 }
 
+/// An expression in a boolean context (an invariant): those whose result is at most one Boolean
+/// (logic, comparisons, `exists()`, `empty()`) are evaluated without building it as a collection.
+pub(crate) fn evaluate_bool<'a>(expr: &Expression, ctx: &Context<'a>, input: &[Item<'a>]) -> Result<Option<bool>, EvalError> {
+    use BinOp::*;
+    let single_boolean = match &expr.root {
+        Expr::Binary(op, ..) => matches!(op, And | Or | Xor | Implies | Eq | Ne | Lt | Gt | Le | Ge),
+        Expr::Call(_, fc) => matches!(fc.func, Func::Empty | Func::Exists),
+        _ => false,
+    };
+    if !single_boolean {
+        return to_bool_result(evaluate(expr, ctx, input)?);
+    }
+    let context_item = match &ctx.context {
+        Some(c) => std::slice::from_ref(c),
+        None => input,
+    };
+    let ev = Ev { ctx, m: ctx.model, context_item };
+    let frame = Frame { this: if input.len() == 1 { Some(input[0].clone()) } else { None }, index: None, total: None };
+    ev.eval_bool(&expr.root, input, &frame, "boolean expression")
+}
+
+/// A collection as one boolean: empty is none, a single item is its value (a non-Boolean is true).
+pub(crate) fn to_bool_result(r: Vec<Item<'_>>) -> Result<Option<bool>, EvalError> {
+    match r.len() {
+        0 => Ok(None),
+        1 => Ok(Some(r[0].as_bool().unwrap_or(true))),
+        n => Err(EvalError::new(format!("expected a single boolean, got a collection of {n} items"))),
+    }
+}
+
 const SYSTEM_TYPES: [&str; 9] = ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity", "Long"];
 
 impl<'c, 'a> Ev<'c, 'a> {
@@ -510,6 +540,18 @@ impl<'c, 'a> Ev<'c, 'a> {
             Expr::Literal(Item::Boolean(b)) => Ok(Some(*b)),
             Expr::Binary(op @ (And | Or | Xor | Implies), l, r) => self.logic(*op, l, r, input, fr),
             Expr::Binary(op @ (Eq | Ne | Lt | Gt | Le | Ge), l, r) => self.comparison(*op, l, r, input, fr),
+            // most invariants are made of these: answered without a collection for the result
+            Expr::Call(target, fc) if matches!(fc.func, Func::Empty | Func::Exists) => {
+                let evaluated;
+                let focus = match target {
+                    Some(t) => {
+                        evaluated = self.eval(t, input, fr)?;
+                        &evaluated[..]
+                    }
+                    None => input,
+                };
+                self.exists_or_empty(fc, focus, fr).map(Some)
+            }
             _ => {
                 let v = self.eval(e, input, fr)?;
                 self.to_bool(&v, what)

@@ -320,22 +320,26 @@ impl<'c, 'a> Ev<'c, 'a> {
         self.ctx.now.unwrap_or_else(DateTime::now)
     }
 
+    /// `empty()`, `exists()` and `exists(criteria)` as a plain boolean (see [`Ev::eval_bool`]).
+    pub(crate) fn exists_or_empty(&self, fc: &FuncCall, focus: &[Item<'a>], fr: &Frame<'a>) -> Result<bool, EvalError> {
+        match (fc.func, fc.args.first()) {
+            (Func::Empty, _) => Ok(focus.is_empty()),
+            (_, Some(criteria)) => {
+                for (i, it) in focus.iter().enumerate() {
+                    if self.lambda_bool(criteria, it, i, fr, "exists")? == Some(true) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            (_, None) => Ok(!focus.is_empty()),
+        }
+    }
+
     pub(crate) fn call(&self, fc: &FuncCall, focus: Vec<Item<'a>>, input: &[Item<'a>], fr: &Frame<'a>) -> R<'a> {
         use Func::*;
         match fc.func {
-            Empty => b(focus.is_empty()),
-            Exists => {
-                if let Some(e) = fc.args.first() {
-                    for (i, it) in focus.iter().enumerate() {
-                        if self.lambda_bool(e, it, i, fr, "exists")? == Some(true) {
-                            return b(true);
-                        }
-                    }
-                    b(false)
-                } else {
-                    b(!focus.is_empty())
-                }
-            }
+            Empty | Exists => b(self.exists_or_empty(fc, &focus, fr)?),
             All => {
                 for (i, it) in focus.iter().enumerate() {
                     if self.lambda_bool(&fc.args[0], it, i, fr, "all")? != Some(true) {

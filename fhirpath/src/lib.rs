@@ -200,8 +200,8 @@ pub fn evaluate_bool<'a>(
     focus: &'a serde_json::Value,
     focus_type: &str,
 ) -> Result<Option<bool>, EvalError> {
-    let r = evaluate(expr, ctx, focus, focus_type)?;
-    to_bool_result(r)
+    let item = Item::from_json(ctx.model, focus, None, focus_type);
+    evaluate_slice_bool(expr, ctx, std::slice::from_ref(&item))
 }
 
 /// [`evaluate_bool`] over an arbitrary input collection.
@@ -220,18 +220,7 @@ pub fn evaluate_slice_bool<'a>(
     ctx: &Context<'a>,
     input: &[Item<'a>],
 ) -> Result<Option<bool>, EvalError> {
-    let r = eval::evaluate(expr, ctx, input)?;
-    to_bool_result(r)
-}
-
-fn to_bool_result(r: Vec<Item<'_>>) -> Result<Option<bool>, EvalError> {
-    match r.len() {
-        0 => Ok(None),
-        1 => Ok(Some(r[0].as_bool().unwrap_or(true))),
-        n => Err(EvalError::new(format!(
-            "expected a single boolean, got a collection of {n} items"
-        ))),
-    }
+    eval::evaluate_bool(expr, ctx, input)
 }
 
 #[allow(dead_code)]
