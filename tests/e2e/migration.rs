@@ -112,3 +112,65 @@ both_engines!(index_rows_written_before_0007_are_migrated, |db| async move {
         assert_eq!(orphans, 0, "{table}");
     }
 });
+
+/// Turns the unit tables back into their layout before migration 0008 (rowid tables with a
+/// separate primary-key index) and marks 0008 as not applied.
+const BEFORE_0008: &str = "
+    CREATE TABLE submission_unit_old (patient_key TEXT NOT NULL, bundle_system TEXT NOT NULL, bundle_value TEXT NOT NULL,
+        submission_id TEXT NOT NULL, content_hash TEXT NOT NULL, institution TEXT NOT NULL,
+        PRIMARY KEY (patient_key, bundle_system, bundle_value));
+    INSERT INTO submission_unit_old SELECT * FROM submission_unit;
+    DROP TABLE submission_unit;
+    ALTER TABLE submission_unit_old RENAME TO submission_unit;
+    CREATE TABLE unit_member_old (patient_key TEXT NOT NULL, bundle_system TEXT NOT NULL, bundle_value TEXT NOT NULL,
+        res_type TEXT NOT NULL, res_id TEXT NOT NULL, item_kind TEXT NOT NULL, flags TEXT NOT NULL,
+        PRIMARY KEY (patient_key, bundle_system, bundle_value, res_type, res_id));
+    INSERT INTO unit_member_old SELECT * FROM unit_member;
+    DROP TABLE unit_member;
+    ALTER TABLE unit_member_old RENAME TO unit_member;
+    DELETE FROM _sqlx_migrations WHERE version = 8;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_stored_before_0008_are_migrated() {
+    use crate::harness::{Database, Engine};
+    let db = Database::create(Engine::Sqlite).await.expect("sqlite");
+    let mut server = Server::start(&db).await;
+    let bundle = crate::submission::example("Bundle-Bundle-CLINS-Observations-Example-01.json");
+    let (status, receipt) = server.post("$submit", &bundle).await;
+    assert_eq!(status, 201, "{receipt}");
+    server.kill();
+
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql(BEFORE_0008).execute(&mut conn).await.expect("back to the layout before 0008");
+    let server = Server::start(&db).await;
+    for table in ["submission_unit", "unit_member"] {
+        let sql: String = sqlx::query(&format!("SELECT sql FROM sqlite_master WHERE name = '{table}'"))
+            .fetch_one(&mut conn)
+            .await
+            .expect("schema")
+            .get(0);
+        assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
+    }
+
+    // The unit is still found by its key: an identical resend gets the earlier receipt ...
+    let (status, again) = server.post("$submit", &bundle).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, receipt);
+    // ... and withdrawing it removes every member the unit recorded before the migration.
+    let unit = receipt["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "unit").expect("unit");
+    let part = |name: &str| unit["part"].as_array().unwrap().iter().find(|p| p["name"] == name).expect(name)["valueIdentifier"].clone();
+    let patient = receipt["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "patient").expect("patient")["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(total(&server, &format!("Observation?patient={patient}&_summary=count")).await, 4);
+    let withdraw = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patientIdentifier", "valueIdentifier": part("patientIdentifier")},
+        {"name": "bundleIdentifierSystem", "valueUri": part("bundleIdentifier")["system"]},
+        {"name": "bundleIdentifierValue", "valueString": part("bundleIdentifier")["value"]}
+    ]});
+    let (status, body) = server.post("$withdraw", &withdraw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(total(&server, &format!("Observation?patient={patient}&_summary=count")).await, 0);
+}
