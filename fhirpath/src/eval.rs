@@ -35,14 +35,19 @@ pub(crate) struct Ev<'c, 'a> {
     pub context_item: &'c [Item<'a>],
 }
 
-pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &Context<'a>, input: &[Item<'a>]) -> R<'a> {
+/// Run `f` with the evaluator and the top frame for `input` (`$this` is its single item).
+fn with_evaluator<'a, T>(ctx: &Context<'a>, input: &[Item<'a>], f: impl FnOnce(&Ev<'_, 'a>, &Frame<'a>) -> T) -> T {
     let context_item = match &ctx.context {
         Some(c) => std::slice::from_ref(c),
         None => input,
     };
     let ev = Ev { ctx, m: ctx.model, context_item };
     let frame = Frame { this: if input.len() == 1 { Some(input[0].clone()) } else { None }, index: None, total: None };
-    ev.eval(&expr.root, input, &frame)
+    f(&ev, &frame)
+}
+
+pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &Context<'a>, input: &[Item<'a>]) -> R<'a> {
+    with_evaluator(ctx, input, |ev, frame| ev.eval(&expr.root, input, frame))
 }
 
 /// An expression in a boolean context (an invariant): those whose result is at most one Boolean
@@ -57,13 +62,7 @@ pub(crate) fn evaluate_bool<'a>(expr: &Expression, ctx: &Context<'a>, input: &[I
     if !single_boolean {
         return to_bool_result(evaluate(expr, ctx, input)?);
     }
-    let context_item = match &ctx.context {
-        Some(c) => std::slice::from_ref(c),
-        None => input,
-    };
-    let ev = Ev { ctx, m: ctx.model, context_item };
-    let frame = Frame { this: if input.len() == 1 { Some(input[0].clone()) } else { None }, index: None, total: None };
-    ev.eval_bool(&expr.root, input, &frame, "boolean expression")
+    with_evaluator(ctx, input, |ev, frame| ev.eval_bool(&expr.root, input, frame, "boolean expression"))
 }
 
 /// A collection as one boolean: empty is none, a single item is its value (a non-Boolean is true).
