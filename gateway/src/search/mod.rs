@@ -140,12 +140,26 @@ impl RootBits {
     }
 }
 
+/// A resource type's parameters and the bits of the elements they start from.
+struct TypeParams {
+    params: Vec<Arc<SearchParam>>,
+    roots: RootBits,
+}
+
+impl TypeParams {
+    /// The parameters with rows of their own, and whether each may apply to `resource` (false:
+    /// the resource has none of the elements its expression starts from).
+    fn with_rows<'p>(&'p self, resource: &Value) -> impl Iterator<Item = (&'p SearchParam, bool)> {
+        let present = self.roots.present(resource);
+        self.params.iter().filter(|p| p.rows_of.is_empty()).map(move |p| (&**p, p.may_apply(present)))
+    }
+}
+
 /// Every indexed search parameter, by resource type, plus the type model the expressions need.
 pub struct SearchIndex {
     /// Owns the fhirpath type model the expressions are evaluated with.
     packages: Arc<fhir_profiles::PackageStore>,
-    by_type: HashMap<String, Vec<Arc<SearchParam>>>,
-    root_bits: HashMap<String, RootBits>,
+    by_type: HashMap<String, TypeParams>,
 }
 
 impl SearchIndex {
@@ -190,16 +204,15 @@ impl SearchIndex {
                 }
             }
         }
-        let mut root_bits = HashMap::new();
         let by_type = by_type
             .into_iter()
             .map(|(res_type, mut params)| {
                 find_unions(&mut params);
-                root_bits.insert(res_type.clone(), RootBits::assign(&res_type, &mut params));
-                (res_type, params.into_iter().map(Arc::new).collect())
+                let roots = RootBits::assign(&res_type, &mut params);
+                (res_type, TypeParams { params: params.into_iter().map(Arc::new).collect(), roots })
             })
             .collect();
-        SearchIndex { packages, by_type, root_bits }
+        SearchIndex { packages, by_type }
     }
 
     pub fn model(&self) -> &fhirpath::Model {
@@ -207,12 +220,12 @@ impl SearchIndex {
     }
 
     pub fn param(&self, res_type: &str, code: &str) -> Option<&SearchParam> {
-        self.by_type.get(res_type)?.iter().find(|p| p.code == code).map(|p| &**p)
+        self.by_type.get(res_type)?.params.iter().find(|p| p.code == code).map(|p| &**p)
     }
 
     /// Parameters of a resource type, for the CapabilityStatement.
     pub fn params(&self, res_type: &str) -> impl Iterator<Item = &SearchParam> {
-        self.by_type.get(res_type).into_iter().flatten().map(|p| &**p)
+        self.by_type.get(res_type).into_iter().flat_map(|t| &t.params).map(|p| &**p)
     }
 
     /// Resource types with at least one indexed parameter.
@@ -230,12 +243,9 @@ impl SearchIndex {
     fn index_rows(&self, res_type: &str, resource: &Value, pass_over_absent: bool) -> IndexRows {
         let mut rows = IndexRows::default();
         let ctx = fhirpath::Context::new(self.model()).with_resource(resource);
-        let present = match self.root_bits.get(res_type) {
-            Some(bits) if pass_over_absent => bits.present(resource),
-            _ => u64::MAX,
-        };
-        for param in self.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
-            if !param.may_apply(present) {
+        let Some(type_params) = self.by_type.get(res_type) else { return rows };
+        for (param, may_apply) in type_params.with_rows(resource) {
+            if pass_over_absent && !may_apply {
                 continue;
             }
             match fhirpath::evaluate(&param.expression, &ctx, resource, res_type) {
@@ -429,10 +439,9 @@ mod tests {
                 let all = index.index_rows(res_type, resource, false);
                 assert_eq!(index.index(res_type, resource), all, "{res_type} in {}", file.display());
                 with_rows += usize::from(all != IndexRows::default());
-                let present = index.root_bits.get(res_type).map_or(u64::MAX, |bits| bits.present(resource));
-                for param in index.by_type.get(res_type).into_iter().flatten().filter(|p| p.rows_of.is_empty()) {
+                for (_, may_apply) in index.by_type.get(res_type).into_iter().flat_map(|t| t.with_rows(resource)) {
                     params += 1;
-                    skipped += usize::from(!param.may_apply(present));
+                    skipped += usize::from(!may_apply);
                 }
             }
         }
