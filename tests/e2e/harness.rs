@@ -162,16 +162,12 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        response(
-            self.client
-                .post(self.url(path))
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("POST"),
-        )
-        .await
+        response(self.post_text(path, body.to_string()).await).await
+    }
+
+    /// POST FHIR JSON text exactly as given; the whole response (headers too).
+    pub async fn post_text(&self, path: &str, body: String) -> reqwest::Response {
+        self.client.post(self.url(path)).header("content-type", "application/fhir+json").body(body).send().await.expect("POST")
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -133,6 +133,7 @@ const BEFORE_0008: &str = "
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_stored_before_0008_are_migrated() {
     use crate::harness::{Database, Engine};
+    use crate::submission::param;
     let db = Database::create(Engine::Sqlite).await.expect("sqlite");
     let mut server = Server::start(&db).await;
     let bundle = crate::submission::example("Bundle-Bundle-CLINS-Observations-Example-01.json");
@@ -158,12 +159,9 @@ async fn units_stored_before_0008_are_migrated() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, receipt);
     // ... and withdrawing it removes every member the unit recorded before the migration.
-    let unit = receipt["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "unit").expect("unit");
+    let unit = param(&receipt, "unit");
     let part = |name: &str| unit["part"].as_array().unwrap().iter().find(|p| p["name"] == name).expect(name)["valueIdentifier"].clone();
-    let patient = receipt["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "patient").expect("patient")["valueReference"]["reference"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let patient = param(&receipt, "patient")["valueReference"]["reference"].as_str().unwrap().to_string();
     assert_eq!(total(&server, &format!("Observation?patient={patient}&_summary=count")).await, 4);
     let withdraw = json!({"resourceType": "Parameters", "parameter": [
         {"name": "patientIdentifier", "valueIdentifier": part("patientIdentifier")},

@@ -26,7 +26,7 @@ async fn count(server: &Server, res_type: &str, patient: &str) -> i64 {
     b["total"].as_i64().unwrap()
 }
 
-fn param<'a>(receipt: &'a Value, name: &str) -> &'a Value {
+pub fn param<'a>(receipt: &'a Value, name: &str) -> &'a Value {
     receipt["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or(&Value::Null)
 }
 
@@ -59,14 +59,7 @@ both_engines!(official_examples_and_unit_lifecycle, |db| async move {
     assert_eq!(count(&server, "Observation", &patient).await, 4);
 
     // Identical content laid out differently (pretty-printed) is the same resend.
-    let pretty = server
-        .client
-        .post(server.url("$submit"))
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_string_pretty(&example(OBSERVATIONS)).unwrap())
-        .send()
-        .await
-        .expect("POST");
+    let pretty = server.post_text("$submit", serde_json::to_string_pretty(&example(OBSERVATIONS)).unwrap()).await;
     let (status, again) = crate::harness::response(pretty).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, receipt);
@@ -77,14 +70,7 @@ both_engines!(official_examples_and_unit_lifecycle, |db| async move {
     assert_eq!(status, 200);
     assert_eq!(fetched, receipt);
     // Where an identical resend's Location points: the earlier receipt.
-    let resend = server
-        .client
-        .post(server.url("$submit"))
-        .header("content-type", "application/fhir+json")
-        .body(example(OBSERVATIONS).to_string())
-        .send()
-        .await
-        .expect("POST");
+    let resend = server.post_text("$submit", example(OBSERVATIONS).to_string()).await;
     assert_eq!(resend.status(), 200);
     let location = resend.headers()["location"].to_str().unwrap().to_string();
     assert!(location.ends_with(&format!("/$receipt?submission={id}")), "{location}");
@@ -275,8 +261,7 @@ both_engines!(fixtures_are_accepted_or_rejected_as_declared, |db| async move {
         let body = std::fs::read_to_string(repo_root().join("fixtures").join(file)).unwrap();
         // Malformed JSON is a bad request (400); everything else refused is unprocessable (422).
         let refused_status = if serde_json::from_str::<Value>(&body).map(|v| v.is_object()).unwrap_or(false) { 422 } else { 400 };
-        let r = server.client.post(server.url("$submit")).header("content-type", "application/fhir+json").body(body).send().await.unwrap();
-        let (status, outcome) = response(r).await;
+        let (status, outcome) = response(server.post_text("$submit", body).await).await;
         let accepted = status == 201 || status == 200;
         let expected = row["expect"] == "accept";
         let short = || outcome.to_string().chars().take(600).collect::<String>();
